@@ -85,7 +85,7 @@ class Segmenter:
         t = time.perf_counter()
         superpixels = compute_superpixels(model_input.pixels, self.superpixel_config)
         validate_for_model(superpixels, grid=self.input_config.size // self.model.config.patch_size,
-                           min_tokens=self.model.config.min_tokens)
+                           min_tokens=self.model.config.min_tokens, rgb=model_input.pixels)
         timings["superpixels"] = (time.perf_counter() - t) * 1000
 
         t = time.perf_counter()
