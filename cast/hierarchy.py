@@ -9,10 +9,11 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Sequence
 
+import cv2
 import networkx as nx
 import numpy as np
 from scipy import ndimage
@@ -45,7 +46,6 @@ class LevelStats:
     area: np.ndarray  # (K,) int64 pixels
     bbox: np.ndarray  # (K, 4) int64 x, y, w, h (COCO XYWH); zeros for absent ids
     centroid: np.ndarray  # (K, 2) float64 x, y
-    mean_color: np.ndarray | None  # (K, 3) float64 RGB 0..255, None without an image
 
 
 @dataclass
@@ -94,14 +94,15 @@ class Hierarchy:
                 pad = np.repeat(lg[-1:], num_superpixels - lg.shape[0], axis=0)
                 lg = np.concatenate([lg, pad], axis=0)
             prob = _softmax(lg)
-            order = np.argsort(-prob, axis=1, kind="stable")
-            first, second = order[:, 0], order[:, 1] if prob.shape[1] > 1 else order[:, 0]
             rows = np.arange(prob.shape[0])
             # argmax of the logits (first index on ties), as the official composition does
             best = lg.argmax(axis=1)
+            others = lg.copy()
+            if lg.shape[1] > 1:
+                others[rows, best] = -np.inf
+            runner = others.argmax(axis=1)
             parents.append(best.astype(np.int64))
             probs.append(prob[rows, best])
-            runner = np.where(second == best, first, second)
             runners.append(runner.astype(np.int64))
             runner_probs.append(prob[rows, runner])
         return cls(
@@ -205,6 +206,16 @@ class Hierarchy:
         """(H, W) bool mask of one segment."""
         return self.labels(level) == segment
 
+    def resized(self, height: int, width: int) -> "Hierarchy":
+        """The same tree on a nearest-neighbour resized superpixel map (for display); ids unchanged."""
+        if (height, width) == self.shape:
+            return self
+        sp = cv2.resize(self.superpixels.astype(np.int32), (width, height), interpolation=cv2.INTER_NEAREST)
+        image = None
+        if self.image is not None:
+            image = cv2.resize(self.image, (width, height), interpolation=cv2.INTER_AREA)
+        return replace(self, superpixels=sp, image=image)
+
     # ---------------------------------------------------------------- statistics
     @cached_property
     def _stats(self) -> tuple[LevelStats, ...]:
@@ -215,10 +226,6 @@ class Hierarchy:
         area = np.bincount(flat, minlength=n).astype(np.int64)
         sum_x = np.bincount(flat, weights=np.tile(np.arange(w, dtype=np.float64), h), minlength=n)
         sum_y = np.bincount(flat, weights=np.repeat(np.arange(h, dtype=np.float64), w), minlength=n)
-        sum_rgb = None
-        if self.image is not None and self.image.shape[:2] == sp.shape:
-            px = self.image.reshape(-1, 3)
-            sum_rgb = np.stack([np.bincount(flat, weights=px[:, c], minlength=n) for c in range(3)], axis=1)
         # per-superpixel bounding boxes in one C pass; coarser boxes are unions of these
         x0, y0 = np.zeros(n, np.int64), np.zeros(n, np.int64)
         x1, y1 = np.full(n, -1, np.int64), np.full(n, -1, np.int64)
@@ -245,11 +252,27 @@ class Hierarchy:
             )
             denom = np.maximum(a, 1)[:, None]
             centroid = np.stack([sx, sy], axis=1) / denom
-            mean = None
-            if sum_rgb is not None:
-                mean = np.stack([np.bincount(to_level, weights=sum_rgb[:, c], minlength=k) for c in range(3)], axis=1) / denom
-            out.append(LevelStats(area=a, bbox=bbox, centroid=centroid, mean_color=mean))
+            out.append(LevelStats(area=a, bbox=bbox, centroid=centroid))
         return tuple(out)
+
+    @cached_property
+    def _mean_colors(self) -> tuple[np.ndarray, ...] | None:
+        if self.image is None or self.image.shape[:2] != self.shape:
+            return None
+        flat, px = self.superpixels.ravel(), self.image.reshape(-1, 3)
+        n = self.sizes[0]
+        sums = np.stack([np.bincount(flat, weights=px[:, c], minlength=n) for c in range(3)], axis=1)
+        out = []
+        for level, to_level in enumerate(self._superpixel_to_level):
+            k = self.sizes[level]
+            level_sums = np.stack([np.bincount(to_level, weights=sums[:, c], minlength=k) for c in range(3)], axis=1)
+            out.append(level_sums / np.maximum(self.stats(level).area, 1)[:, None])
+        return tuple(out)
+
+    def mean_color(self, level: int) -> np.ndarray | None:
+        """(K, 3) mean RGB of every segment at a level, or None when no image is attached."""
+        self._check_level(level)
+        return None if self._mean_colors is None else self._mean_colors[level]
 
     def stats(self, level: int) -> LevelStats:
         """Area, bounding box, centroid and mean colour of every segment at a level."""
@@ -276,8 +299,9 @@ class Hierarchy:
             runner = int(self.runner_up[level][segment])
             info["runner_up_parent"] = node_id(level + 1, runner)
             info["runner_up_confidence"] = float(self.runner_up_prob[level][segment])
-        if st.mean_color is not None:
-            info["mean_color"] = [round(float(v), 1) for v in st.mean_color[segment]]
+        colors = self.mean_color(level)
+        if colors is not None:
+            info["mean_color"] = [round(float(v), 1) for v in colors[segment]]
         return info
 
     def parent_confidence(self, level: int, segment: int) -> float:
@@ -292,7 +316,7 @@ class Hierarchy:
         h, w = self.shape
         g.add_node(ROOT_ID, level=self.num_levels, area=h * w, bbox=[0, 0, w, h])
         for level in range(self.num_levels - 1, -1, -1):
-            st = self.stats(level)
+            st, colors = self.stats(level), self.mean_color(level)
             for seg in self.segment_ids(level):
                 seg = int(seg)
                 attrs = {
@@ -302,8 +326,8 @@ class Hierarchy:
                     "bbox": [int(v) for v in st.bbox[seg]],
                     "centroid": [float(v) for v in st.centroid[seg]],
                 }
-                if st.mean_color is not None:
-                    attrs["mean_color"] = [float(v) for v in st.mean_color[seg]]
+                if colors is not None:
+                    attrs["mean_color"] = [float(v) for v in colors[seg]]
                 if level < self.num_levels - 1:
                     attrs["confidence"] = float(self.parent_prob[level][seg])
                 g.add_node(node_id(level, seg), **attrs)
