@@ -41,6 +41,15 @@ def _summary(loaded: LoadedCheckpoint, label: str) -> str:
     return f"{label} — {loaded.describe()}"
 
 
+def warm_up(model: Cast) -> None:
+    """One forward pass on a synthetic image, so that a user's first image is not the slow one."""
+    size = model.config.img_size
+    grid = torch.arange(size) // 16
+    labels = (grid[:, None] * (size // 16) + grid[None, :])[None]
+    with torch.inference_mode():
+        model(torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)), labels)
+
+
 class ModelCatalog:
     """Model choices (bundled, fine-tuned, official zoo, untrained) and an LRU of loaded models."""
 
@@ -83,6 +92,7 @@ class ModelCatalog:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         handle = self._load_uncached(key)
+        warm_up(handle.model)
         with self._lock:
             self._cache[key] = handle
             while len(self._cache) > self.cache_size:
@@ -101,8 +111,9 @@ class ModelCatalog:
     def _load_uncached(self, key: str) -> ModelHandle:
         kind, _, rest = key.partition(":")
         if key == UNTRAINED_KEY:
-            torch.manual_seed(0)
-            model = build_model("cast_small")
+            with torch.random.fork_rng(devices=[]):  # a fixed placeholder, without touching the global RNG
+                torch.manual_seed(0)
+                model = build_model("cast_small")
             summary = "UNTRAINED cast_small (random weights, seed 0) — a placeholder: its hierarchy reflects colour and position only, nothing learned"
             return ModelHandle(key, model, summary, provenance={"checkpoint": "none (random init)", "trained": False})
         if kind == "zoo":

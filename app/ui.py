@@ -120,6 +120,7 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
     config = config or AppConfig.from_env()
     catalog = ModelCatalog(config.checkpoints_dir, cache_size=config.model_cache_size)
     default_key = catalog.default_key()
+    catalog.load(default_key)  # load and warm up the default model before the first user arrives
     examples = sorted(str(p) for p in config.assets_dir.glob("*.jpg")) if config.assets_dir.is_dir() else []
 
     with gr.Blocks(title="CAST Explorer") as demo:
@@ -177,11 +178,11 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
             source = file_path or image_path
             if source is None:
                 raise Notice("Upload an image (or pick an example) first.")
-            handle = catalog.load_file(ckpt_path) if ckpt_path else catalog.load(model_key)
+            handle = catalog.load_file(ckpt_path) if ckpt_path else catalog.load(model_key or default_key)
             segmenter = Segmenter(handle.model, SuperpixelConfig(method=method, num_superpixels=int(count)),
                                   InputConfig(size=int(size), mode=mode), provenance=handle.provenance)
             result = segmenter.run_detailed(source)
-            session = ExplorerSession.create(result, handle.label, handle.summary, handle.top_classes(result.output))
+            session = ExplorerSession.create(result, handle.key, handle.summary, handle.top_classes(result.output))
             session = session.with_view(level=int(level), view=view, opacity=float(opacity))
             out = refresh(session)
             if handle.notice:

@@ -1,0 +1,84 @@
+"""Scripting the live app with gradio_client: the README example, and 8 sessions at once."""
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from app_server import REPO_ROOT, running_app
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory):
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    with running_app(log) as url:
+        yield url
+
+
+def readme_example() -> str:
+    text = (REPO_ROOT / "README.md").read_text()
+    match = re.search(r"## Scripting.*?```python\n(.*?)```", text, re.S)
+    assert match, "README has no '## Scripting' section with a python example"
+    return match.group(1)
+
+
+def test_readme_gradio_client_example_runs(app_url: str, capsys: pytest.CaptureFixture) -> None:
+    code = readme_example().replace("http://127.0.0.1:7860", app_url)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    segment = namespace["segment"]
+    assert re.fullmatch(r"L2:s\d\d", segment["id"])
+    assert segment["parent"].startswith("L3:s")
+    assert segment["area"] > 0
+
+
+def expected_info(path: Path, level: int, x: int, y: int) -> dict:
+    from app.config import AppConfig
+    from app.models import ModelCatalog
+    from app.session import ExplorerSession
+    from cast.segmenter import Segmenter
+
+    catalog = ModelCatalog(AppConfig().checkpoints_dir)
+    handle = catalog.load(catalog.default_key())
+    session = ExplorerSession.create(Segmenter(handle.model).run_detailed(str(path)), "", "").select_at(x, y, level)
+    return session.selected_info()
+
+
+def test_eight_concurrent_sessions_get_their_own_results(app_url: str, tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    images = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(), data.immunohistochemistry(),
+              data.astronaut()[::-1], data.chelsea()[:, ::-1], data.coffee()[50:350, 100:500]]
+    paths = []
+    for i, img in enumerate(images):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(np.ascontiguousarray(img)).save(path)
+        paths.append(path)
+    results: dict[int, dict] = {}
+    errors: list[BaseException] = []
+
+    def one_session(i: int) -> None:
+        try:
+            client = Client(app_url, verbose=False, download_files=str(tmp_path / f"dl{i}"))
+            client.predict(handle_file(str(paths[i])), None, None, None, "seeds", 196, 224, "center_crop", 1, "fill", 0.6,
+                           api_name="/segment")
+            results[i] = client.predict(1, 40, 60, api_name="/select")
+        except BaseException as err:  # noqa: BLE001 - collected and reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=one_session, args=(i,)) for i in range(len(paths))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors, errors
+    assert len(results) == len(paths)
+    for i, path in enumerate(paths):
+        want = expected_info(path, 1, 40, 60)
+        got = results[i]
+        assert (got["id"], got["area"], got["bbox"], got["parent"]) == (want["id"], want["area"], want["bbox"], want["parent"]), i
