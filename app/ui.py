@@ -120,7 +120,10 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
     config = config or AppConfig.from_env()
     catalog = ModelCatalog(config.checkpoints_dir, cache_size=config.model_cache_size)
     default_key = catalog.default_key()
-    catalog.load(default_key)  # load and warm up the default model before the first user arrives
+    try:
+        catalog.load(default_key)  # load and warm up the default model before the first user arrives
+    except CastError as err:  # the UI still starts and says so; another model can be chosen
+        log.error("could not load the default model %s: %s", default_key, err)
     examples = sorted(str(p) for p in config.assets_dir.glob("*.jpg")) if config.assets_dir.is_dir() else []
 
     with gr.Blocks(title="CAST Explorer") as demo:

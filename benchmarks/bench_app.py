@@ -1,0 +1,64 @@
+"""Server-side latency of the explorer's interactions, vs recomputing, and at 512² input (2 threads).
+
+Run: python benchmarks/bench_app.py
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import median_ms, table  # noqa: E402
+
+from app.models import ModelCatalog  # noqa: E402
+from app.session import ExplorerSession  # noqa: E402
+from cast.image import InputConfig  # noqa: E402
+from cast.segmenter import Segmenter  # noqa: E402
+from cast.superpixels import compute_superpixels  # noqa: E402
+from cast.tree_plot import partition_figure, tree_figure  # noqa: E402
+
+IMAGE = ROOT / "assets" / "chelsea_cat.jpg"
+
+
+def click(session: ExplorerSession, x: int, y: int) -> None:
+    """What the UI does on a click: select, highlight, both tree figures."""
+    s = session.select_at(x, y)
+    s.picture()
+    sel = (s.selection.level, s.selection.segment)
+    tree_figure(s.hierarchy, sel)
+    partition_figure(s.hierarchy, sel)
+
+
+def level_change(session: ExplorerSession, level: int) -> None:
+    session.with_view(level=level).picture()
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    catalog = ModelCatalog(ROOT / "checkpoints")
+    handle = catalog.load(catalog.default_key())
+    rows = []
+    for size in (224, 512):
+        segmenter = Segmenter(handle.model, input_config=InputConfig(size=size))
+        result = segmenter.run_detailed(str(IMAGE))
+        session = ExplorerSession.create(result, "", "")
+        h, w = session.display.shape
+        new_image = median_ms(lambda: ExplorerSession.create(segmenter.run_detailed(str(IMAGE)), "", "").picture(), repeats=5)
+        superpixels = compute_superpixels(result.model_input.pixels, segmenter.superpixel_config)
+        forward = median_ms(lambda: segmenter.forward(result.model_input.pixels, superpixels), repeats=5)
+        clicked = median_ms(lambda: click(session, w // 2, h // 2), repeats=10)
+        level = median_ms(lambda: level_change(session, 3), repeats=10)
+        rows.append([f"{size}²", f"{clicked:.1f}", f"{level:.1f}", f"{forward:.1f}", f"{new_image:.1f}",
+                     " · ".join(f"{k} {v:.1f}" for k, v in result.timings_ms.items())])
+    print(f"Explorer latency, server side, {IMAGE.name}, model: {handle.summary[:60]}…, median ms, 2 threads\n")
+    print(table(["model input", "click (highlight + 2 figures)", "level change", "recompute forward only",
+                 "new image end to end", "stages of one new image (ms)"], rows))
+
+
+if __name__ == "__main__":
+    main()
