@@ -139,6 +139,11 @@ class Hierarchy:
             chain.append(parent[chain[-1]])
         return tuple(chain)
 
+    def superpixel_segments(self, level: int) -> np.ndarray:
+        """(n superpixels,) the level-`level` segment of every superpixel id."""
+        self._check_level(level)
+        return self._superpixel_to_level[level]
+
     def labels(self, level: int) -> np.ndarray:
         """(H, W) label map of a level at the image's own resolution."""
         self._check_level(level)
