@@ -85,46 +85,53 @@ def tree_layout(hierarchy: Hierarchy) -> dict[str, tuple[float, float]]:
     return positions
 
 
+def _segments_xy(pos: dict[str, tuple[float, float]], edges: list[tuple[str, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Line coordinates of many edges in one array each, NaN-separated (fast for Plotly)."""
+    xy = np.full((len(edges) * 3, 2), np.nan)
+    if edges:
+        xy[0::3] = [pos[u] for u, _ in edges]
+        xy[1::3] = [pos[v] for _, v in edges]
+    return xy[:, 0], xy[:, 1]
+
+
 def tree_figure(hierarchy: Hierarchy, selected: tuple[int, int] | None = None) -> go.Figure:
-    """Node-link tree from the image root down to the superpixels, the selected path drawn bold."""
+    """Node-link tree from the image root down to the superpixels, the selected path drawn bold.
+
+    Nodes off the selection share one faded style, so the figure stays cheap to rebuild on a click.
+    """
     graph = hierarchy.graph
     pos = tree_layout(hierarchy)
-    focus_path: list[str] = []
+    path: list[str] = []
     below: set[str] = set()
     if selected is not None:
-        focus_path, below_list = highlighted_nodes(hierarchy, *selected)
+        path, below_list = highlighted_nodes(hierarchy, *selected)
         below = set(below_list)
-    path_edges = set(zip(focus_path, focus_path[1:]))
-    ex, ey, hx, hy = [], [], [], []
-    for u, v in graph.edges:
-        xs, ys = (pos[u][0], pos[v][0], None), (pos[u][1], pos[v][1], None)
-        if (u, v) in path_edges or (u in below or u in focus_path[-1:]) and v in below:
-            hx.extend(xs), hy.extend(ys)
-        else:
-            ex.extend(xs), ey.extend(ys)
-    nodes = list(graph.nodes)
-    focus = set(focus_path) | below
-    colors = [_rgb(graph.nodes[n].get("segment", 0)) if (not focus or n in focus) else FADED for n in nodes]
-    sizes = [14 if n in focus_path else (7 if graph.nodes[n]["level"] > 0 else 4) for n in nodes]
+    focus = set(path) | below
+    path_edges = set(zip(path, path[1:]))
+    inside = below | set(path[-1:])
+    bold = [(u, v) for u, v in graph.edges if (u, v) in path_edges or (u in inside and v in below)]
+    bold_set = set(bold)
+    thin = [e for e in graph.edges if e not in bold_set]
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=ex, y=ey, mode="lines", line=dict(color="rgba(150,150,150,0.5)", width=1), hoverinfo="skip", name="tree"))
-    if hx:
-        fig.add_trace(go.Scatter(x=hx, y=hy, mode="lines", line=dict(color="black", width=3), hoverinfo="skip", name="selected path"))
-    fig.add_trace(
-        go.Scatter(
-            x=[pos[n][0] for n in nodes],
-            y=[pos[n][1] for n in nodes],
-            mode="markers",
-            marker=dict(color=colors, size=sizes, line=dict(color="black", width=[2 if n in focus_path else 0 for n in nodes])),
-            text=nodes,
-            customdata=nodes,
-            hovertemplate="%{text}<extra></extra>",
-            name="segments",
-        )
-    )
+    tx, ty = _segments_xy(pos, thin)
+    fig.add_trace(go.Scatter(x=tx, y=ty, mode="lines", line=dict(color="rgba(150,150,150,0.5)", width=1), hoverinfo="skip"))
+    if bold:
+        bx, by = _segments_xy(pos, bold)
+        fig.add_trace(go.Scatter(x=bx, y=by, mode="lines", line=dict(color="black", width=3), hoverinfo="skip"))
+    others = [n for n in graph.nodes if n not in focus] if focus else []
+    shown = [n for n in graph.nodes if n in focus] if focus else list(graph.nodes)
+    if others:
+        xy = np.array([pos[n] for n in others])
+        fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=dict(color=FADED, size=5),
+                                 text=np.array(others, dtype=object), hovertemplate="%{text}<extra></extra>"))
+    xy = np.array([pos[n] for n in shown])
+    colors = [_rgb(graph.nodes[n].get("segment", 0)) for n in shown]
+    sizes = np.array([14 if n in path else (7 if graph.nodes[n]["level"] > 0 else 4) for n in shown])
+    fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=dict(color=colors, size=sizes),
+                             text=np.array(shown, dtype=object), hovertemplate="%{text}<extra></extra>"))
     ticks = list(range(hierarchy.num_levels + 1))
     names = [hierarchy.level_name(lv) for lv in range(hierarchy.num_levels)] + ["image"]
-    title = "Segment tree" + (f" — path to {node_id(*selected)}: " + " → ".join(focus_path[1:]) if selected else "")
+    title = "Segment tree" + (f" — path to {node_id(*selected)}: " + " → ".join(path[1:]) if selected else "")
     fig.update_layout(
         title=dict(text=title, font=dict(size=13)),
         showlegend=False,
