@@ -82,3 +82,33 @@ def test_eight_concurrent_sessions_get_their_own_results(app_url: str, tmp_path:
         want = expected_info(path, 1, 40, 60)
         got = results[i]
         assert (got["id"], got["area"], got["bbox"], got["parent"]) == (want["id"], want["area"], want["bbox"], want["parent"]), i
+
+
+def test_bad_inputs_give_notices_and_keep_results(app_url: str, tmp_path: Path) -> None:
+    """A 1x1 image, a broken checkpoint and a non-image each give a clear notice; the session survives."""
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False, download_files=str(tmp_path / "dl"))
+    good = tmp_path / "good.png"
+    Image.fromarray(data.coffee()).save(good)
+    args = ("seeds", 196, 224, "center_crop", 1, "fill", 0.6)
+    client.predict(handle_file(str(good)), None, None, None, *args, api_name="/segment")
+    before = client.predict(1, 100, 100, api_name="/select")
+
+    tiny = tmp_path / "one_pixel.png"
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(tiny)
+    out = client.predict(None, handle_file(str(tiny)), None, None, *args, api_name="/segment")
+    assert "1x1" in out[-1]
+
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    out = client.predict(handle_file(str(good)), None, None, handle_file(str(broken)), *args, api_name="/segment")
+    assert "broken.safetensors" in out[-1]
+
+    assert client.predict(1, 100, 100, api_name="/select") == before  # previous results intact
+
+    zip_path, notice = client.predict(api_name="/export")
+    import zipfile
+
+    names = zipfile.ZipFile(zip_path).namelist()
+    assert any(n.endswith("segments.json") for n in names) and any(n.endswith("tree.json") for n in names)

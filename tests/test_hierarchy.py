@@ -138,3 +138,11 @@ def test_vanished_superpixel_ids_beyond_s_take_token_s_minus_1() -> None:
     h = Hierarchy.from_logits(sp, logits)
     assert h.labels(1).tolist() == [[0, 1], [1, 1]]
     h.check_invariants()
+
+
+def test_other_input_resolutions_run_and_are_labelled(segmenter: Segmenter) -> None:
+    h = Segmenter(segmenter.model, input_config=InputConfig(size=320)).run(REAL_IMAGES["coffee"])
+    check_tree(h)
+    assert h.provenance["input"]["size"] == 320
+    assert h.provenance["input"]["parity_with_official"] is False
+    assert [len(h.segment_ids(level)) for level in range(1, 5)] == [64, 32, 16, 8]
