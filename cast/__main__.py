@@ -79,7 +79,15 @@ def _add_segment_command(subparsers: Any) -> None:
     add_segment_command(subparsers)
 
 
-COMMANDS: tuple[Callable[[Any], None], ...] = (add_convert_command, add_download_command, _add_segment_command)
+def _add_evaluate_command(subparsers: Any) -> None:
+    from .cli_evaluate import add_evaluate_command
+
+    add_evaluate_command(subparsers)
+
+
+COMMANDS: tuple[Callable[[Any], None], ...] = (
+    add_convert_command, add_download_command, _add_segment_command, _add_evaluate_command,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
