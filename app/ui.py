@@ -164,6 +164,10 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
                     export_file = gr.File(label="Export", interactive=False)
             with gr.Column(scale=2, min_width=320):
                 panel = gr.Markdown(panel_markdown(None), elem_id="panel")
+                with gr.Accordion("Compare with a ground-truth mask", open=False):
+                    gt_in = gr.File(label="Ground-truth mask (PNG, for the original image)", type="filepath",
+                                    file_types=[".png", ".bmp", ".tif", ".tiff"])
+                    gt_scores = gr.Markdown("", elem_id="gt_scores")
                 tree_plot = gr.Plot(label="Segment tree", elem_id="tree")
                 partition_plot = gr.Plot(label="Hierarchy (icicle)", elem_id="icicle")
 
@@ -220,6 +224,17 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
             stem = Path(str(session.hierarchy.provenance.get("source_name", "image"))).stem or "image"
             return str(export_zip(session.hierarchy, out_dir / f"{stem}_cast.zip", stem=stem)), ""
 
+        @keeps_session(2)
+        def score_ground_truth(session, gt_path):
+            if session is None or gt_path is None:
+                raise Notice("Segment an image and upload its ground-truth mask.")
+            from cast.datasets import load_label_mask
+            from cast.evaluate import align_ground_truth, best_level, format_scores, level_metrics
+
+            scores = level_metrics(session.hierarchy, align_ground_truth(load_label_mask(gt_path), session.hierarchy))
+            best = best_level(scores)
+            return f"{format_scores(scores)}\n\nBest level: **{best.level}** ({best.level_name})", ""
+
         seg_inputs = [image_in, file_in, model_in, ckpt_in, method_in, count_in, size_in, mode_in, level_in, view_in, opacity_in]
         run_btn.click(segment, seg_inputs, [*view_outputs, notice], api_name="segment")
         for control in (level_in, view_in, opacity_in):
@@ -227,6 +242,7 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
                            api_name=False if control is not level_in else "set_view", show_progress="hidden")
         picture.select(click, [session_state], [*view_outputs, notice], api_name=False, show_progress="hidden")
         export_btn.click(export, [session_state], [export_file, notice], api_name="export")
+        gt_in.change(score_ground_truth, [session_state, gt_in], [gt_scores, notice], api_name="score_ground_truth")
 
         def select_api(session, level, x, y):
             """Scripted click: select the segment under (x, y) at `level`; returns its record."""

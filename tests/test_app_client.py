@@ -112,3 +112,18 @@ def test_bad_inputs_give_notices_and_keep_results(app_url: str, tmp_path: Path) 
 
     names = zipfile.ZipFile(zip_path).namelist()
     assert any(n.endswith("segments.json") for n in names) and any(n.endswith("tree.json") for n in names)
+
+
+def test_ground_truth_mask_scores_every_level(app_url: str, tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False, download_files=str(tmp_path / "dl"))
+    img = data.coffee()
+    Image.fromarray(img).save(tmp_path / "coffee.png")
+    mask = (img.mean(axis=2) > 120).astype(np.uint8)  # bright cup/saucer vs dark table: an honest rough mask
+    Image.fromarray(mask * 255).save(tmp_path / "mask.png")
+    client.predict(handle_file(str(tmp_path / "coffee.png")), None, None, None, "seeds", 196, 224, "center_crop", 1,
+                   "fill", 0.6, api_name="/segment")
+    table, notice = client.predict(handle_file(str(tmp_path / "mask.png")), api_name="/score_ground_truth")
+    assert not notice, notice
+    assert "Best level" in table and "superpixels" in table and "8 segments" in table
