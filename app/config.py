@@ -16,6 +16,7 @@ class AppConfig:
     server_port: int = 7860
     checkpoints_dir: Path = REPO_ROOT / "checkpoints"
     assets_dir: Path = REPO_ROOT / "assets"
+    jobs_dir: Path = REPO_ROOT / "jobs"
     model_cache_size: int = 3
     max_concurrency: int = 2
 
@@ -29,4 +30,5 @@ class AppConfig:
             server_port=int(port),
             checkpoints_dir=Path(os.environ.get("CAST_CHECKPOINTS_DIR", cls.checkpoints_dir)),
             assets_dir=Path(os.environ.get("CAST_ASSETS_DIR", cls.assets_dir)),
+            jobs_dir=Path(os.environ.get("CAST_JOBS_DIR", cls.jobs_dir)),
         )

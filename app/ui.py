@@ -16,7 +16,10 @@ from cast.segmenter import Segmenter
 from cast.superpixels import SuperpixelConfig
 from cast.tree_plot import partition_figure, tree_figure
 
+from cast.jobs import JobQueue
+
 from .config import AppConfig
+from .jobs_tab import build_jobs_tab
 from .models import ModelCatalog
 from .session import ExplorerSession
 
@@ -132,126 +135,129 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
                     "superpixels → 64 → 32 → 16 → 8 segments from one forward pass.")
         status = gr.Markdown(status_markdown(None, catalog.describe(default_key)), elem_id="status")
         notice = gr.Markdown("", elem_id="notice")
-        with gr.Row():
-            with gr.Column(scale=1, min_width=280):
-                image_in = gr.Image(label="Image (drop, paste or click to upload)", type="filepath",
-                                    sources=["upload", "clipboard"], height=260, elem_id="image_in")
-                file_in = gr.File(label="…or any image file (TIFF, 16-bit PNG, …)", type="filepath", elem_id="file_in")
-                if examples:
-                    gr.Examples(examples=examples, inputs=image_in, label="Example photographs")
-                with gr.Accordion("Model and superpixels", open=True):
-                    model_in = gr.Dropdown(catalog.choices(), value=default_key, label="Model", elem_id="model")
-                    ckpt_in = gr.File(label="…or upload a checkpoint (.safetensors / .pth)", type="filepath",
-                                      file_types=[".safetensors", ".pth", ".pt", ".tar", ".bin"])
-                    method_in = gr.Radio(["seeds", "slic"], value="seeds", label="Superpixel method",
-                                         info="SEEDS is what the published models were trained with")
-                    count_in = gr.Slider(64, 400, value=196, step=1, label="Superpixels requested")
-                    size_in = gr.Dropdown([224, 320, 448], value=224, label="Input resolution",
-                                          info="224 is the trained size; others resize the position table")
-                    mode_in = gr.Radio([("centre crop (official)", "center_crop"), ("full frame (squashed)", "full_frame")],
-                                       value="center_crop", label="Framing")
-                run_btn = gr.Button("Segment", variant="primary", elem_id="segment")
-            with gr.Column(scale=2, min_width=400):
-                picture = gr.Image(label="Hierarchy", type="numpy", format="png", interactive=False, elem_id="picture")
-                level_in = gr.Slider(0, 4, value=1, step=1, label="Level (0 = superpixels … 4 = 8 segments)", elem_id="level")
-                level_md = gr.Markdown("", elem_id="level_name")
-                with gr.Row():
-                    view_in = gr.Dropdown([(v, k) for k, v in VIEW_LABELS.items()], value="fill", label="View")
-                    opacity_in = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Opacity")
-                timings = gr.Markdown("", elem_id="timings")
-                with gr.Row():
-                    export_btn = gr.Button("Export everything (ZIP)")
-                    export_file = gr.File(label="Export", interactive=False)
-            with gr.Column(scale=2, min_width=320):
-                panel = gr.Markdown(panel_markdown(None), elem_id="panel")
-                with gr.Accordion("Compare with a ground-truth mask", open=False):
-                    gt_in = gr.File(label="Ground-truth mask (PNG, for the original image)", type="filepath",
-                                    file_types=[".png", ".bmp", ".tif", ".tiff"])
-                    gt_scores = gr.Markdown("", elem_id="gt_scores")
-                tree_plot = gr.Plot(label="Segment tree", elem_id="tree")
-                partition_plot = gr.Plot(label="Hierarchy (icicle)", elem_id="icicle")
+        with gr.Tab("Explore"):
+            with gr.Row():
+                with gr.Column(scale=1, min_width=280):
+                    image_in = gr.Image(label="Image (drop, paste or click to upload)", type="filepath",
+                                        sources=["upload", "clipboard"], height=260, elem_id="image_in")
+                    file_in = gr.File(label="…or any image file (TIFF, 16-bit PNG, …)", type="filepath", elem_id="file_in")
+                    if examples:
+                        gr.Examples(examples=examples, inputs=image_in, label="Example photographs")
+                    with gr.Accordion("Model and superpixels", open=True):
+                        model_in = gr.Dropdown(catalog.choices(), value=default_key, label="Model", elem_id="model")
+                        ckpt_in = gr.File(label="…or upload a checkpoint (.safetensors / .pth)", type="filepath",
+                                          file_types=[".safetensors", ".pth", ".pt", ".tar", ".bin"])
+                        method_in = gr.Radio(["seeds", "slic"], value="seeds", label="Superpixel method",
+                                             info="SEEDS is what the published models were trained with")
+                        count_in = gr.Slider(64, 400, value=196, step=1, label="Superpixels requested")
+                        size_in = gr.Dropdown([224, 320, 448], value=224, label="Input resolution",
+                                              info="224 is the trained size; others resize the position table")
+                        mode_in = gr.Radio([("centre crop (official)", "center_crop"), ("full frame (squashed)", "full_frame")],
+                                           value="center_crop", label="Framing")
+                    run_btn = gr.Button("Segment", variant="primary", elem_id="segment")
+                with gr.Column(scale=2, min_width=400):
+                    picture = gr.Image(label="Hierarchy", type="numpy", format="png", interactive=False, elem_id="picture")
+                    level_in = gr.Slider(0, 4, value=1, step=1, label="Level (0 = superpixels … 4 = 8 segments)", elem_id="level")
+                    level_md = gr.Markdown("", elem_id="level_name")
+                    with gr.Row():
+                        view_in = gr.Dropdown([(v, k) for k, v in VIEW_LABELS.items()], value="fill", label="View")
+                        opacity_in = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Opacity")
+                    timings = gr.Markdown("", elem_id="timings")
+                    with gr.Row():
+                        export_btn = gr.Button("Export everything (ZIP)")
+                        export_file = gr.File(label="Export", interactive=False)
+                with gr.Column(scale=2, min_width=320):
+                    panel = gr.Markdown(panel_markdown(None), elem_id="panel")
+                    with gr.Accordion("Compare with a ground-truth mask", open=False):
+                        gt_in = gr.File(label="Ground-truth mask (PNG, for the original image)", type="filepath",
+                                        file_types=[".png", ".bmp", ".tif", ".tiff"])
+                        gt_scores = gr.Markdown("", elem_id="gt_scores")
+                    tree_plot = gr.Plot(label="Segment tree", elem_id="tree")
+                    partition_plot = gr.Plot(label="Hierarchy (icicle)", elem_id="icicle")
 
-        view_outputs = [session_state, picture, panel, tree_plot, partition_plot, level_md, timings, status]
+            view_outputs = [session_state, picture, panel, tree_plot, partition_plot, level_md, timings, status]
 
-        def refresh(session: ExplorerSession, figures: bool = True) -> tuple:
-            pic = session.picture()
-            sel = None if session.selection is None else (session.selection.level, session.selection.segment)
-            trees = (tree_figure(session.hierarchy, sel), partition_figure(session.hierarchy, sel)) if figures else (gr.skip(), gr.skip())
-            return (session, pic, panel_markdown(session), *trees, level_label(session, session.view.level),
-                    timings_markdown(session), status_markdown(session, session.model_summary), "")
+            def refresh(session: ExplorerSession, figures: bool = True) -> tuple:
+                pic = session.picture()
+                sel = None if session.selection is None else (session.selection.level, session.selection.segment)
+                trees = (tree_figure(session.hierarchy, sel), partition_figure(session.hierarchy, sel)) if figures else (gr.skip(), gr.skip())
+                return (session, pic, panel_markdown(session), *trees, level_label(session, session.view.level),
+                        timings_markdown(session), status_markdown(session, session.model_summary), "")
 
-        @keeps_session(len(view_outputs) + 1)
-        def segment(image_path, file_path, model_key, ckpt_path, method, count, size, mode, level, view, opacity):
-            source = file_path or image_path
-            if source is None:
-                raise Notice("Upload an image (or pick an example) first.")
-            handle = catalog.load_file(ckpt_path) if ckpt_path else catalog.load(model_key or default_key)
-            segmenter = Segmenter(handle.model, SuperpixelConfig(method=method, num_superpixels=int(count)),
-                                  InputConfig(size=int(size), mode=mode), provenance=handle.provenance)
-            result = segmenter.run_detailed(source)
-            session = ExplorerSession.create(result, handle.key, handle.summary, handle.top_classes(result.output))
-            session = session.with_view(level=int(level), view=view, opacity=float(opacity))
-            out = refresh(session)
-            if handle.notice:
-                gr.Info(handle.notice)
-                return (*out[:-1], f"ℹ️ {handle.notice}")
-            return out
+            @keeps_session(len(view_outputs) + 1)
+            def segment(image_path, file_path, model_key, ckpt_path, method, count, size, mode, level, view, opacity):
+                source = file_path or image_path
+                if source is None:
+                    raise Notice("Upload an image (or pick an example) first.")
+                handle = catalog.load_file(ckpt_path) if ckpt_path else catalog.load(model_key or default_key)
+                segmenter = Segmenter(handle.model, SuperpixelConfig(method=method, num_superpixels=int(count)),
+                                      InputConfig(size=int(size), mode=mode), provenance=handle.provenance)
+                result = segmenter.run_detailed(source)
+                session = ExplorerSession.create(result, handle.key, handle.summary, handle.top_classes(result.output))
+                session = session.with_view(level=int(level), view=view, opacity=float(opacity))
+                out = refresh(session)
+                if handle.notice:
+                    gr.Info(handle.notice)
+                    return (*out[:-1], f"ℹ️ {handle.notice}")
+                return out
 
-        @keeps_session(len(view_outputs) + 1)
-        def change_view(session, level, view, opacity):
-            if session is None:
-                return (*([gr.skip()] * len(view_outputs)), "")
-            session = session.with_view(level=int(level), view=view, opacity=float(opacity))
-            if session.selection is not None and session.selection.level != int(level):
-                session = session.clear_selection()
-                return refresh(session)
-            return refresh(session, figures=False)
+            @keeps_session(len(view_outputs) + 1)
+            def change_view(session, level, view, opacity):
+                if session is None:
+                    return (*([gr.skip()] * len(view_outputs)), "")
+                session = session.with_view(level=int(level), view=view, opacity=float(opacity))
+                if session.selection is not None and session.selection.level != int(level):
+                    session = session.clear_selection()
+                    return refresh(session)
+                return refresh(session, figures=False)
 
-        @keeps_session(len(view_outputs) + 1)
-        def click(session, evt: gr.SelectData):
-            if session is None:
-                raise Notice("Segment an image first.")
-            x, y = evt.index
-            return refresh(session.select_at(x, y))
+            @keeps_session(len(view_outputs) + 1)
+            def click(session, evt: gr.SelectData):
+                if session is None:
+                    raise Notice("Segment an image first.")
+                x, y = evt.index
+                return refresh(session.select_at(x, y))
 
-        @keeps_session(2)
-        def export(session):
-            if session is None:
-                raise Notice("Nothing to export yet: segment an image first.")
-            from cast.export import export_zip
+            @keeps_session(2)
+            def export(session):
+                if session is None:
+                    raise Notice("Nothing to export yet: segment an image first.")
+                from cast.export import export_zip
 
-            out_dir = Path(tempfile.mkdtemp(prefix="cast-export-"))
-            stem = Path(str(session.hierarchy.provenance.get("source_name", "image"))).stem or "image"
-            return str(export_zip(session.hierarchy, out_dir / f"{stem}_cast.zip", stem=stem)), ""
+                out_dir = Path(tempfile.mkdtemp(prefix="cast-export-"))
+                stem = Path(str(session.hierarchy.provenance.get("source_name", "image"))).stem or "image"
+                return str(export_zip(session.hierarchy, out_dir / f"{stem}_cast.zip", stem=stem)), ""
 
-        @keeps_session(2)
-        def score_ground_truth(session, gt_path):
-            if session is None or gt_path is None:
-                raise Notice("Segment an image and upload its ground-truth mask.")
-            from cast.datasets import load_label_mask
-            from cast.evaluate import align_ground_truth, best_level, format_scores, level_metrics
+            @keeps_session(2)
+            def score_ground_truth(session, gt_path):
+                if session is None or gt_path is None:
+                    raise Notice("Segment an image and upload its ground-truth mask.")
+                from cast.datasets import load_label_mask
+                from cast.evaluate import align_ground_truth, best_level, format_scores, level_metrics
 
-            scores = level_metrics(session.hierarchy, align_ground_truth(load_label_mask(gt_path), session.hierarchy))
-            best = best_level(scores)
-            return f"{format_scores(scores)}\n\nBest level: **{best.level}** ({best.level_name})", ""
+                scores = level_metrics(session.hierarchy, align_ground_truth(load_label_mask(gt_path), session.hierarchy))
+                best = best_level(scores)
+                return f"{format_scores(scores)}\n\nBest level: **{best.level}** ({best.level_name})", ""
 
-        seg_inputs = [image_in, file_in, model_in, ckpt_in, method_in, count_in, size_in, mode_in, level_in, view_in, opacity_in]
-        run_btn.click(segment, seg_inputs, [*view_outputs, notice], api_name="segment")
-        for control in (level_in, view_in, opacity_in):
-            control.change(change_view, [session_state, level_in, view_in, opacity_in], [*view_outputs, notice],
-                           api_name=False if control is not level_in else "set_view", show_progress="hidden")
-        picture.select(click, [session_state], [*view_outputs, notice], api_name=False, show_progress="hidden")
-        export_btn.click(export, [session_state], [export_file, notice], api_name="export")
-        gt_in.change(score_ground_truth, [session_state, gt_in], [gt_scores, notice], api_name="score_ground_truth")
+            seg_inputs = [image_in, file_in, model_in, ckpt_in, method_in, count_in, size_in, mode_in, level_in, view_in, opacity_in]
+            run_btn.click(segment, seg_inputs, [*view_outputs, notice], api_name="segment")
+            for control in (level_in, view_in, opacity_in):
+                control.change(change_view, [session_state, level_in, view_in, opacity_in], [*view_outputs, notice],
+                               api_name=False if control is not level_in else "set_view", show_progress="hidden")
+            picture.select(click, [session_state], [*view_outputs, notice], api_name=False, show_progress="hidden")
+            export_btn.click(export, [session_state], [export_file, notice], api_name="export")
+            gt_in.change(score_ground_truth, [session_state, gt_in], [gt_scores, notice], api_name="score_ground_truth")
 
-        def select_api(session, level, x, y):
-            """Scripted click: select the segment under (x, y) at `level`; returns its record."""
-            if session is None:
-                raise gr.Error("Segment an image first.")
-            session = session.select_at(int(x), int(y), int(level))
-            return session, session.selected_info()
+            def select_api(session, level, x, y):
+                """Scripted click: select the segment under (x, y) at `level`; returns its record."""
+                if session is None:
+                    raise gr.Error("Segment an image first.")
+                session = session.select_at(int(x), int(y), int(level))
+                return session, session.selected_info()
 
-        select_json = gr.JSON(visible=False)
-        gr.Button(visible=False).click(select_api, [session_state, level_in, gr.Number(visible=False), gr.Number(visible=False)],
-                                       [session_state, select_json], api_name="select")
+            select_json = gr.JSON(visible=False)
+            gr.Button(visible=False).click(select_api, [session_state, level_in, gr.Number(visible=False), gr.Number(visible=False)],
+                                           [session_state, select_json], api_name="select")
+        with gr.Tab("Fine-tune"):
+            build_jobs_tab(JobQueue(config.jobs_dir), catalog, model_in)
     return demo
