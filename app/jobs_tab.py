@@ -57,8 +57,8 @@ def loss_figure(queue: JobQueue, job_id: str | None) -> go.Figure:
     return fig
 
 
-def build_jobs_tab(queue: JobQueue, catalog: ModelCatalog, model_picker: gr.Dropdown) -> None:
-    """Add the fine-tuning tab to the current Blocks; the explorer's model picker is refreshed as jobs finish."""
+def build_jobs_tab(queue: JobQueue, catalog: ModelCatalog, model_pickers: list[gr.Dropdown]) -> None:
+    """Add the fine-tuning tab to the current Blocks; the explorer's model pickers are refreshed as jobs finish."""
     gr.Markdown("Fine-tune CAST on your own images. Each job runs in its own process (the explorer stays "
                 "responsive), survives an app restart, and its result appears in the model picker when done. "
                 "Recipes follow the paper's, scaled down; every deviation is recorded in the checkpoint.")
@@ -88,13 +88,13 @@ def build_jobs_tab(queue: JobQueue, catalog: ModelCatalog, model_picker: gr.Drop
         job_id = job_id if job_id in ids else (ids[0] if ids else None)
         choices = catalog.choices()
         return ([job_row(queue, j) for j in jobs], gr.update(choices=ids, value=job_id), loss_figure(queue, job_id),
-                queue.log_tail(job_id) if job_id else "", gr.update(choices=choices), gr.update(choices=choices))
+                queue.log_tail(job_id) if job_id else "", *[gr.update(choices=choices)] * (len(model_pickers) + 1))
 
     def start_job(kind, data_dir, data_zip, model_key, steps, batch, name):
         job = queue.submit(kind, job_config(kind, data_dir, data_zip, model_key, steps, batch, name, catalog.checkpoints_dir))
         return job.id
 
-    outputs = [table, job_pick, curve, logs, model_picker, base]
+    outputs = [table, job_pick, curve, logs, *model_pickers, base]
     start.click(start_job, [kind, data_dir, data_zip, base, steps, batch, name], [job_pick], api_name="start_job").then(
         refresh, [job_pick], outputs)
     cancel.click(lambda j: queue.cancel(j).id if j else None, [job_pick], [job_pick], api_name="cancel_job").then(

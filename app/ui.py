@@ -163,6 +163,15 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
                         view_in = gr.Dropdown([(v, k) for k, v in VIEW_LABELS.items()], value="fill", label="View")
                         opacity_in = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Opacity")
                     timings = gr.Markdown("", elem_id="timings")
+                    with gr.Accordion("Side by side with another model (e.g. before / after fine-tuning)", open=False):
+                        with gr.Row():
+                            compare_model = gr.Dropdown(catalog.choices(), value=default_key, label="Compare with",
+                                                        elem_id="compare_model")
+                            compare_btn = gr.Button("Compare on this image", elem_id="compare")
+                        with gr.Row():
+                            compare_a = gr.Image(label="Current model", type="numpy", format="png", interactive=False)
+                            compare_b = gr.Image(label="Other model", type="numpy", format="png", interactive=False)
+                        compare_info = gr.Markdown("")
                     with gr.Row():
                         export_btn = gr.Button("Export everything (ZIP)")
                         export_file = gr.File(label="Export", interactive=False)
@@ -239,6 +248,17 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
                 best = best_level(scores)
                 return f"{format_scores(scores)}\n\nBest level: **{best.level}** ({best.level_name})", ""
 
+            @keeps_session(4)
+            def compare(session, other_key, level, view, opacity):
+                if session is None:
+                    raise Notice("Segment an image first, then compare.")
+                other = catalog.load(other_key)
+                theirs = Segmenter(other.model, provenance=other.provenance).rerun(session.result)
+                settings = dict(level=int(level), view=view, opacity=float(opacity))
+                mine = session.clear_selection().with_view(**settings).picture()
+                other_pic = ExplorerSession.create(theirs, other.key, other.summary).with_view(**settings).picture()
+                return mine, other_pic, f"Left: {session.model_summary}  \nRight: {other.summary}", ""
+
             seg_inputs = [image_in, file_in, model_in, ckpt_in, method_in, count_in, size_in, mode_in, level_in, view_in, opacity_in]
             run_btn.click(segment, seg_inputs, [*view_outputs, notice], api_name="segment")
             for control in (level_in, view_in, opacity_in):
@@ -246,6 +266,8 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
                                api_name=False if control is not level_in else "set_view", show_progress="hidden")
             picture.select(click, [session_state], [*view_outputs, notice], api_name=False, show_progress="hidden")
             export_btn.click(export, [session_state], [export_file, notice], api_name="export")
+            compare_btn.click(compare, [session_state, compare_model, level_in, view_in, opacity_in],
+                              [compare_a, compare_b, compare_info, notice], api_name="compare")
             gt_in.change(score_ground_truth, [session_state, gt_in], [gt_scores, notice], api_name="score_ground_truth")
 
             def select_api(session, level, x, y):
@@ -259,5 +281,5 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
             gr.Button(visible=False).click(select_api, [session_state, level_in, gr.Number(visible=False), gr.Number(visible=False)],
                                            [session_state, select_json], api_name="select")
         with gr.Tab("Fine-tune"):
-            build_jobs_tab(JobQueue(config.jobs_dir), catalog, model_in)
+            build_jobs_tab(JobQueue(config.jobs_dir), catalog, [model_in, compare_model])
     return demo

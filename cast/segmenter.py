@@ -24,6 +24,7 @@ class SegmentResult:
 
     hierarchy: Hierarchy
     model_input: ModelInput
+    superpixels: np.ndarray  # (size, size) ids on the model input
     output: CastOutput
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -95,14 +96,27 @@ class Segmenter:
         t = time.perf_counter()
         canvas = _output_canvas(rgb, model_input, self.max_output_pixels)
         full_res = _upsample_labels(superpixels, *canvas.shape[:2])
-        hierarchy = Hierarchy.from_logits(
+        hierarchy = self._hierarchy(output, full_res, canvas, model_input, superpixels)
+        timings["hierarchy"] = (time.perf_counter() - t) * 1000
+        return SegmentResult(hierarchy, model_input, superpixels, output, timings)
+
+    def rerun(self, previous: SegmentResult) -> SegmentResult:
+        """This segmenter's model on exactly the pixels and superpixels of an earlier result (fair comparisons)."""
+        t = time.perf_counter()
+        output = self.forward(previous.model_input.pixels, previous.superpixels)
+        forward_ms = (time.perf_counter() - t) * 1000
+        old = previous.hierarchy
+        hierarchy = self._hierarchy(output, old.superpixels, old.image, previous.model_input, previous.superpixels)
+        return SegmentResult(hierarchy, previous.model_input, previous.superpixels, output, {"forward": forward_ms})
+
+    def _hierarchy(self, output: CastOutput, full_res: np.ndarray, canvas: np.ndarray | None,
+                   model_input: ModelInput, superpixels: np.ndarray) -> Hierarchy:
+        return Hierarchy.from_logits(
             full_res,
             [lg[0].float().cpu().numpy() for lg in output.logits],
             image=canvas,
             provenance=self.describe(model_input, superpixels),
         )
-        timings["hierarchy"] = (time.perf_counter() - t) * 1000
-        return SegmentResult(hierarchy=hierarchy, model_input=model_input, output=output, timings_ms=timings)
 
     @torch.inference_mode()
     def forward(self, pixels: np.ndarray, superpixels: np.ndarray) -> CastOutput:

@@ -127,3 +127,16 @@ def test_ground_truth_mask_scores_every_level(app_url: str, tmp_path: Path) -> N
     table, notice = client.predict(handle_file(str(tmp_path / "mask.png")), api_name="/score_ground_truth")
     assert not notice, notice
     assert "Best level" in table and "superpixels" in table and "8 segments" in table
+
+
+def test_side_by_side_comparison_reuses_the_same_superpixels(app_url: str, tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False, download_files=str(tmp_path / "dl"))
+    client.predict(handle_file(str(REPO_ROOT / "assets" / "rocket.jpg")), None, None, None, "seeds", 196, 224,
+                   "center_crop", 0, "boundaries", 0.6, api_name="/segment")
+    left, right, info, notice = client.predict("untrained:cast_small", 0, "boundaries", 0.6, api_name="/compare")
+    assert not notice, notice
+    # level 0 is the superpixels, shared by both sides: the pictures are identical
+    assert np.array_equal(np.asarray(Image.open(left)), np.asarray(Image.open(right)))
+    assert "Right:" in info
