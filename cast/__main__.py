@@ -85,8 +85,14 @@ def _add_evaluate_command(subparsers: Any) -> None:
     add_evaluate_command(subparsers)
 
 
+def _add_train_command(subparsers: Any) -> None:
+    from .train.__main__ import add_train_command
+
+    add_train_command(subparsers)
+
+
 COMMANDS: tuple[Callable[[Any], None], ...] = (
-    add_convert_command, add_download_command, _add_segment_command, _add_evaluate_command,
+    add_convert_command, add_download_command, _add_segment_command, _add_evaluate_command, _add_train_command,
 )
 
 

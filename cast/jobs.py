@@ -75,6 +75,7 @@ class JobQueue:
         self.python = python
         self._lock = threading.Lock()
         self._procs: dict[str, subprocess.Popen] = {}
+        self._exit_codes: dict[str, int] = {}
         self._recover()
 
     # ------------------------------------------------------------------ reading
@@ -170,7 +171,10 @@ class JobQueue:
     def _running(self, job: Job) -> bool:
         proc = self._procs.get(job.id)
         if proc is not None:
-            return proc.poll() is None
+            code = proc.poll()
+            if code is not None:
+                self._exit_codes[job.id] = code
+            return code is None
         return _alive(job.pid)
 
     def _start(self, job: Job) -> None:
@@ -196,11 +200,20 @@ class JobQueue:
         elif error.is_file():
             job = replace(job, state="failed", error=json.loads(error.read_text()).get("error", "unknown error"))
         else:
-            job = replace(job, state="failed", error="the training process ended unexpectedly (interrupted or killed); "
-                                                     "resume continues from the last saved checkpoint")
+            job = replace(job, state="failed", error=self._death_notice(job))
         result.unlink(missing_ok=True)
         error.unlink(missing_ok=True)
         self._save(replace(job, finished=time.time(), pid=None))
+
+    def _death_notice(self, job: Job) -> str:
+        """Why a worker left no result: killed by a signal (SIGKILL is what the out-of-memory killer sends)."""
+        code = self._exit_codes.pop(job.id, None)
+        why = "the training process ended unexpectedly"
+        if code is not None and code < 0:
+            why += f" (killed by signal {-code}{': out of memory?' if -code == 9 else ''})"
+        elif code is not None:
+            why += f" (exit code {code})"
+        return why + "; resume continues from the last saved checkpoint"
 
     def _recover(self) -> None:
         """After a restart: running jobs whose process is gone are failed (and resumable)."""
