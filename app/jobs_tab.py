@@ -75,7 +75,7 @@ def build_jobs_tab(queue: JobQueue, catalog: ModelCatalog, model_pickers: list[g
             start = gr.Button("Start job", variant="primary", elem_id="job_start")
         with gr.Column(scale=2):
             table = gr.Dataframe(headers=TABLE_HEADERS, value=[], interactive=False, elem_id="job_table")
-            job_pick = gr.Dropdown([], label="Job to watch", elem_id="job_pick")
+            job_pick = gr.Dropdown([], label="Job to watch", elem_id="job_pick", allow_custom_value=True)
             with gr.Row():
                 cancel = gr.Button("Cancel job", elem_id="job_cancel")
                 resume = gr.Button("Resume job", elem_id="job_resume")

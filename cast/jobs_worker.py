@@ -28,12 +28,16 @@ def run(folder: Path) -> int:
     def on_progress(info: dict[str, Any]) -> None:
         progress.write(json.dumps(info) + "\n")
         progress.flush()
+        print(f"step {info.get('step')}/{info.get('total_steps')}  loss {info.get('loss', float('nan')):.4f}  "
+              f"{info.get('images_per_s', 0):.1f} img/s  ETA {info.get('eta_s', 0):.0f} s", flush=True)
 
     try:
         torch.set_num_threads(max(1, torch.get_num_threads()))
+        print(f"{job['kind']} job {job['id']}: {job['config'].get('data')} -> {job['config'].get('output')}", flush=True)
         result = train(config_for(job["kind"], job["config"]), progress_callback=on_progress,
                        should_stop=lambda: (folder / "cancel").exists())
         cancelled = bool(getattr(result, "cancelled", False))
+        print(f"{'cancelled' if cancelled else 'finished'} after {result.steps} steps", flush=True)
         (folder / "result.json").write_text(json.dumps({"output": str(result.output_path), "cancelled": cancelled,
                                                         "steps": result.steps, "final_loss": result.final_loss}))
         return 0

@@ -5,6 +5,7 @@ Screenshots land in test-output/browser/ — look at them.
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -21,9 +22,21 @@ CLICK_LEVEL = 2
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory):
+def app_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Checkpoints (a copy of the shipped ones) and jobs folders of the app under test, outside the repo."""
+    root = tmp_path_factory.mktemp("app")
+    ckpts = root / "checkpoints"
+    ckpts.mkdir()
+    for f in (REPO_ROOT / "checkpoints").glob("*.safetensors"):
+        shutil.copy(f, ckpts / f.name)
+    return {"checkpoints": ckpts, "jobs": root / "jobs"}
+
+
+@pytest.fixture(scope="module")
+def app_url(app_dirs: dict[str, Path]):
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with running_app(SHOTS / "app.log") as url:
+    env = {"CAST_CHECKPOINTS_DIR": str(app_dirs["checkpoints"]), "CAST_JOBS_DIR": str(app_dirs["jobs"])}
+    with running_app(SHOTS / "app.log", extra_env=env) as url:
         yield url
 
 
@@ -46,13 +59,12 @@ def page(app_url: str):
 
 def expected_segment(fx: float, fy: float, level: int) -> tuple[str, str]:
     """What the library says is under the click point: (segment id, parent id)."""
-    from app.config import AppConfig
     from app.models import ModelCatalog
     from app.session import ExplorerSession
     from cast.hierarchy import node_id
     from cast.segmenter import Segmenter
 
-    catalog = ModelCatalog(AppConfig().checkpoints_dir)
+    catalog = ModelCatalog(REPO_ROOT / "checkpoints")
     handle = catalog.load(catalog.default_key())
     result = Segmenter(handle.model).run_detailed(str(ASSET))
     session = ExplorerSession.create(result, "", "")
@@ -63,13 +75,12 @@ def expected_segment(fx: float, fy: float, level: int) -> tuple[str, str]:
 
 def interior_point(level: int) -> tuple[float, float]:
     """A click point (fractions of width/height) deep inside one segment, so a pixel of rounding is harmless."""
-    from app.config import AppConfig
     from app.models import ModelCatalog
     from app.session import ExplorerSession
     from cast.segmenter import Segmenter
     from scipy import ndimage
 
-    catalog = ModelCatalog(AppConfig().checkpoints_dir)
+    catalog = ModelCatalog(REPO_ROOT / "checkpoints")
     handle = catalog.load(catalog.default_key())
     session = ExplorerSession.create(Segmenter(handle.model).run_detailed(str(ASSET)), "", "")
     labels = session.display.labels(level)
@@ -147,3 +158,29 @@ def test_bad_upload_keeps_previous_results(page: Page, tmp_path: Path) -> None:
     assert page.locator("#panel").inner_text() == panel_before
     expect(page.locator("#picture img")).to_be_visible()
     page.screenshot(path=str(SHOTS / "4_bad_input.png"), full_page=True)
+
+
+def test_fine_tune_tab_runs_a_job_and_the_model_joins_the_picker(page: Page, tmp_path: Path) -> None:
+    from PIL import Image
+    from skimage import data
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        Image.fromarray(getattr(data, name)()).save(photos / f"{name}.jpg")
+    page.get_by_role("tab", name="Fine-tune").click()
+    page.locator("#job_data textarea, #job_data input").first.fill(str(photos))
+    page.locator("#job_steps input").fill("2")
+    page.locator("#job_batch input").fill("2")
+    page.locator("#job_name textarea, #job_name input").first.fill("browser-test")
+    page.click("#job_start")
+    table = page.locator("#job_table")
+    expect(table).to_contain_text("running", timeout=60_000)
+    page.screenshot(path=str(SHOTS / "5_job_running.png"), full_page=True)
+    expect(table).to_contain_text("done", timeout=240_000)
+    expect(page.locator("#job_curve")).to_be_visible()
+    page.screenshot(path=str(SHOTS / "6_job_done.png"), full_page=True)
+    page.get_by_role("tab", name="Explore").click()
+    page.locator("#model input").click()
+    expect(page.get_by_role("option", name=re.compile("finetuned-browser-test"))).to_be_visible(timeout=20_000)
+    page.screenshot(path=str(SHOTS / "7_picker.png"), full_page=True)
