@@ -13,7 +13,7 @@ import torch
 from cast.checkpoints import LoadedCheckpoint, imagenet_class_names, load_checkpoint, top_k_classes
 from cast.errors import CheckpointError
 from cast.model import Cast, CastOutput, build_model
-from cast.zoo import ZOO, load_model
+from cast.zoo import ZOO, ZooEntry, load_model
 
 UNTRAINED_KEY = "untrained:cast_small"
 BUNDLED_NAME = "cast_explorer_default.safetensors"
@@ -37,8 +37,20 @@ class ModelHandle:
         return top_k_classes(output.class_logits[0], k=k, names=imagenet_class_names())
 
 
-def _summary(loaded: LoadedCheckpoint, label: str) -> str:
-    return f"{label} — {loaded.describe()}"
+def _summary(loaded: LoadedCheckpoint, label: str, official: ZooEntry | None = None) -> str:
+    """What the model is and what it was trained on, in one line (the app's honesty line)."""
+    if official is not None:
+        trained = f"official weights: {official.training} on {official.data} ({official.reported})"
+    elif loaded.metadata is not None and loaded.trained:
+        prov = loaded.metadata.provenance
+        trained = f"trained on {prov.data}, {prov.steps} steps, from {prov.parent_checkpoint} — {prov.recipe}"
+    elif loaded.metadata is not None:
+        trained = "UNTRAINED placeholder weights"
+    else:
+        known = ", ".join(x for x in (f"arch {loaded.arch}" if loaded.arch else "",
+                                      f"epoch {loaded.epoch}" if loaded.epoch else "") if x)
+        trained = "training data not recorded in the file" + (f" ({known})" if known else "")
+    return f"{label} — {loaded.describe()} — {trained}"
 
 
 def warm_up(model: Cast) -> None:
@@ -116,9 +128,11 @@ class ModelCatalog:
                 model = build_model("cast_small")
             summary = "UNTRAINED cast_small (random weights, seed 0) — a placeholder: its hierarchy reflects colour and position only, nothing learned"
             return ModelHandle(key, model, summary, provenance={"checkpoint": "none (random init)", "trained": False})
+        official = None
         if kind == "zoo":
             loaded = load_model(rest)
-            label = rest
+            official = None if loaded.notice else ZOO[rest]  # a fallback is the bundled model, not this entry
+            label = rest if official else f"bundled model (fallback for {rest})"
         elif kind == "upload":
             path = Path(rest.partition(":")[2])
             loaded = load_checkpoint(path)
@@ -131,7 +145,7 @@ class ModelCatalog:
         return ModelHandle(
             key=key,
             model=loaded.model.eval(),
-            summary=_summary(loaded, label),
+            summary=_summary(loaded, label, official),
             has_classifier=loaded.has_classifier,
             notice=getattr(loaded, "notice", "") or "",
             provenance={"checkpoint": str(loaded.source), "layout": loaded.layout, "checkpoint_report": loaded.report},
