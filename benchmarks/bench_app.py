@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import median_ms, table  # noqa: E402
 
-from app.models import ModelCatalog  # noqa: E402
+from app.models import UNTRAINED_KEY, ModelCatalog  # noqa: E402
 from app.session import ExplorerSession  # noqa: E402
 from cast.image import InputConfig  # noqa: E402
 from cast.segmenter import Segmenter  # noqa: E402
@@ -41,9 +41,10 @@ def level_change(session: ExplorerSession, level: int) -> None:
 def main() -> None:
     torch.set_num_threads(2)
     catalog = ModelCatalog(ROOT / "checkpoints")
-    handle = catalog.load(catalog.default_key())
     rows = []
-    for size in (224, 512):
+    for key, size in [(UNTRAINED_KEY, 224), (UNTRAINED_KEY, 512), (catalog.default_key(), 224)]:
+        handle = catalog.load(key)
+        name = handle.model.config.name
         segmenter = Segmenter(handle.model, input_config=InputConfig(size=size))
         result = segmenter.run_detailed(str(IMAGE))
         session = ExplorerSession.create(result, "", "")
@@ -53,10 +54,10 @@ def main() -> None:
         forward = median_ms(lambda: segmenter.forward(result.model_input.pixels, superpixels), repeats=5)
         clicked = median_ms(lambda: click(session, w // 2, h // 2), repeats=10)
         level = median_ms(lambda: level_change(session, 3), repeats=10)
-        rows.append([f"{size}²", f"{clicked:.1f}", f"{level:.1f}", f"{forward:.1f}", f"{new_image:.1f}",
+        rows.append([name, f"{size}²", f"{clicked:.1f}", f"{level:.1f}", f"{forward:.1f}", f"{new_image:.1f}",
                      " · ".join(f"{k} {v:.1f}" for k, v in result.timings_ms.items())])
-    print(f"Explorer latency, server side, {IMAGE.name}, model: {handle.summary[:60]}…, median ms, 2 threads\n")
-    print(table(["model input", "click (highlight + 2 figures)", "level change", "recompute forward only",
+    print(f"Explorer latency, server side, {IMAGE.name}, median ms, 2 threads (cast_small: random weights, timing only)\n")
+    print(table(["model", "model input", "click (highlight + 2 figures)", "level change", "recompute forward only",
                  "new image end to end", "stages of one new image (ms)"], rows))
 
 
