@@ -86,7 +86,7 @@ def interior_point(level: int) -> tuple[float, float]:
     labels = session.display.labels(level)
     best = None
     for seg in np.unique(labels):
-        dist = ndimage.distance_transform_edt(labels == seg)
+        dist = ndimage.distance_transform_edt(np.pad(labels == seg, 1))[1:-1, 1:-1]  # the image edge is a boundary
         y, x = np.unravel_index(dist.argmax(), dist.shape)
         if best is None or dist[y, x] > best[0]:
             best = (dist[y, x], x, y)
