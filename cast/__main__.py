@@ -107,7 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; domain errors print as `error: ...` with exit code 2, never a traceback."""
-    args = build_parser().parse_args(argv)
+    return run_parser(build_parser(), argv)
+
+
+def run_parser(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> int:
+    """Parse and run `args.func`; shared by every command-line entry point."""
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except CastError as err:

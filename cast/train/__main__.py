@@ -10,7 +10,6 @@ import signal
 import sys
 from typing import Any, Sequence
 
-from cast.errors import CastError
 from cast.superpixels import SuperpixelConfig
 
 from .config import CONFIGS, TrainConfig
@@ -125,12 +124,10 @@ def add_train_command(subparsers: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except CastError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    """`python -m cast.train ...`; errors print as `error: ...` with exit code 2."""
+    from cast.__main__ import run_parser
+
+    return run_parser(build_parser(), argv)
 
 
 if __name__ == "__main__":
