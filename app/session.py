@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from cast.hierarchy import Hierarchy, node_id
+from cast.hierarchy import Hierarchy
 from cast.render import Selection, render
 from cast.segmenter import SegmentResult
 
@@ -28,7 +28,6 @@ class ExplorerSession:
     """One image's results plus the current view and selection, kept in a gr.State per browser tab."""
 
     result: SegmentResult
-    model_label: str
     model_summary: str
     display: Hierarchy
     view: ViewSettings = field(default_factory=ViewSettings)
@@ -37,12 +36,12 @@ class ExplorerSession:
     render_ms: float = 0.0
 
     @classmethod
-    def create(cls, result: SegmentResult, model_label: str, model_summary: str,
+    def create(cls, result: SegmentResult, model_summary: str,
                top_classes: list[tuple[str, float]] | None = None) -> "ExplorerSession":
         h = result.hierarchy
         scale = min(1.0, DISPLAY_MAX_SIDE / max(h.shape))
         display = h.resized(max(1, round(h.shape[0] * scale)), max(1, round(h.shape[1] * scale)))
-        return cls(result=result, model_label=model_label, model_summary=model_summary, display=display,
+        return cls(result=result, model_summary=model_summary, display=display,
                    top_classes=list(top_classes or []))
 
     @property
@@ -50,9 +49,8 @@ class ExplorerSession:
         return self.result.hierarchy
 
     def with_view(self, **changes: Any) -> "ExplorerSession":
-        """Change level / view / opacity; a level change drops a selection that no longer applies."""
-        new = replace(self, view=replace(self.view, **changes))
-        return new
+        """Change level / view / opacity; nothing is recomputed, the next picture re-renders."""
+        return replace(self, view=replace(self.view, **changes))
 
     def select_at(self, x: int, y: int, level: int | None = None) -> "ExplorerSession":
         """Select the segment under display pixel (x, y) at the current (or given) level."""
@@ -78,6 +76,3 @@ class ExplorerSession:
 
     def timings(self) -> dict[str, float]:
         return {**self.result.timings_ms, "render": self.render_ms}
-
-    def selected_node(self) -> str | None:
-        return None if self.selection is None else node_id(self.selection.level, self.selection.segment)

@@ -11,7 +11,6 @@ import gradio as gr
 
 from cast.errors import CastError
 from cast.image import InputConfig
-from cast.render import VIEWS
 from cast.segmenter import Segmenter
 from cast.superpixels import SuperpixelConfig
 from cast.tree_plot import partition_figure, tree_figure
@@ -202,7 +201,7 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
                 segmenter = Segmenter(handle.model, SuperpixelConfig(method=method, num_superpixels=int(count)),
                                       InputConfig(size=int(size), mode=mode), provenance=handle.provenance)
                 result = segmenter.run_detailed(source)
-                session = ExplorerSession.create(result, handle.key, handle.summary, handle.top_classes(result.output))
+                session = ExplorerSession.create(result, handle.summary, handle.top_classes(result.output))
                 session = session.with_view(level=int(level), view=view, opacity=float(opacity))
                 out = refresh(session)
                 if handle.notice:
@@ -256,7 +255,7 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
                 theirs = Segmenter(other.model, provenance=other.provenance).rerun(session.result)
                 settings = dict(level=int(level), view=view, opacity=float(opacity))
                 mine = session.clear_selection().with_view(**settings).picture()
-                other_pic = ExplorerSession.create(theirs, other.key, other.summary).with_view(**settings).picture()
+                other_pic = ExplorerSession.create(theirs, other.summary).with_view(**settings).picture()
                 return mine, other_pic, f"Left: {session.model_summary}  \nRight: {other.summary}", ""
 
             seg_inputs = [image_in, file_in, model_in, ckpt_in, method_in, count_in, size_in, mode_in, level_in, view_in, opacity_in]

@@ -47,9 +47,9 @@ def main() -> None:
         name = handle.model.config.name
         segmenter = Segmenter(handle.model, input_config=InputConfig(size=size))
         result = segmenter.run_detailed(str(IMAGE))
-        session = ExplorerSession.create(result, "", "")
+        session = ExplorerSession.create(result, "")
         h, w = session.display.shape
-        new_image = median_ms(lambda: ExplorerSession.create(segmenter.run_detailed(str(IMAGE)), "", "").picture(), repeats=5)
+        new_image = median_ms(lambda: ExplorerSession.create(segmenter.run_detailed(str(IMAGE)), "").picture(), repeats=5)
         superpixels = compute_superpixels(result.model_input.pixels, segmenter.superpixel_config)
         forward = median_ms(lambda: segmenter.forward(result.model_input.pixels, superpixels), repeats=5)
         clicked = median_ms(lambda: click(session, w // 2, h // 2), repeats=10)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from skimage import data
@@ -58,11 +59,7 @@ def main() -> None:
             out = model(to_tensor(pixels), torch.from_numpy(sp)[None])
         logits = [lg[0].numpy() for lg in out.logits]
         canvas = np.ascontiguousarray(src[:size, :size]) if size != 224 else pixels
-        sp_full = sp if size == 224 else np.kron(sp, np.ones((1, 1), int))
-        if size != 224:
-            import cv2
-
-            sp_full = cv2.resize(sp.astype(np.int32), (size, size), interpolation=cv2.INTER_NEAREST)
+        sp_full = sp if size == 224 else cv2.resize(sp.astype(np.int32), (size, size), interpolation=cv2.INTER_NEAREST)
         ours = median_ms(lambda: full_build(sp_full, logits, canvas), repeats=20)
         graph = median_ms(lambda: full_build(sp_full, logits, canvas).graph, repeats=10)
         naive = median_ms(lambda: naive_stats(sp_full, logits), repeats=5)

@@ -144,14 +144,13 @@ class JobQueue:
     def poll(self) -> list[Job]:
         """Reap finished processes and start the next queued job. Cheap; call it on every UI refresh."""
         with self._lock:
-            for job in self.jobs():
-                if job.state == "running" and not self._running(job):
-                    self._finish(job)
-            if not any(j.state == "running" for j in self.jobs()):
-                queued = sorted((j for j in self.jobs() if j.state == "queued"), key=lambda j: j.created)
+            jobs = [self._finish(j) if j.state == "running" and not self._running(j) else j for j in self.jobs()]
+            if not any(j.state == "running" for j in jobs):
+                queued = sorted((j for j in jobs if j.state == "queued"), key=lambda j: j.created)
                 if queued:
-                    self._start(queued[0])
-            return self.jobs()
+                    started = self._start(queued[0])
+                    jobs = [started if j.id == started.id else j for j in jobs]
+            return jobs
 
     def wait(self, job_id: str, timeout: float = 600.0, interval: float = 0.5) -> Job:
         """Block until a job leaves queued/running (for scripts and tests)."""
@@ -177,7 +176,7 @@ class JobQueue:
             return code is None
         return _alive(job.pid)
 
-    def _start(self, job: Job) -> None:
+    def _start(self, job: Job) -> Job:
         folder = self.job_dir(job.id)
         (folder / "cancel").unlink(missing_ok=True)
         log = open(folder / "log.txt", "a")
@@ -186,9 +185,11 @@ class JobQueue:
                                 env=env, cwd=Path(__file__).resolve().parents[1], start_new_session=True)
         log.close()
         self._procs[job.id] = proc
-        self._save(replace(job, state="running", started=time.time(), pid=proc.pid))
+        job = replace(job, state="running", started=time.time(), pid=proc.pid)
+        self._save(job)
+        return job
 
-    def _finish(self, job: Job) -> None:
+    def _finish(self, job: Job) -> Job:
         """Read what the worker left behind (result.json / error.json) and set the final state."""
         self._procs.pop(job.id, None)
         folder = self.job_dir(job.id)
@@ -203,7 +204,9 @@ class JobQueue:
             job = replace(job, state="failed", error=self._death_notice(job))
         result.unlink(missing_ok=True)
         error.unlink(missing_ok=True)
-        self._save(replace(job, finished=time.time(), pid=None))
+        job = replace(job, finished=time.time(), pid=None)
+        self._save(job)
+        return job
 
     def _death_notice(self, job: Job) -> str:
         """Why a worker left no result: killed by a signal (SIGKILL is what the out-of-memory killer sends)."""

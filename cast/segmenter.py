@@ -79,7 +79,7 @@ class Segmenter:
         """Like :meth:`run`, also returning the model input, raw outputs and per-stage timings (ms)."""
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        rgb = image if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3 else load_image(image)
+        rgb = load_image(image)  # validates every source, arrays included (size limits, dtype, channels)
         model_input = prepare_input(rgb, self.input_config)
         timings["decode"] = (time.perf_counter() - t) * 1000
 

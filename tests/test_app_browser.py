@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from app_server import REPO_ROOT, running_app
+from cast.hierarchy import Hierarchy
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO_ROOT / "test-output" / "browser"
@@ -57,33 +58,31 @@ def page(app_url: str):
         browser.close()
 
 
-def expected_segment(fx: float, fy: float, level: int) -> tuple[str, str]:
-    """What the library says is under the click point: (segment id, parent id)."""
+def library_display() -> Hierarchy:
+    """The hierarchy the app shows for ASSET with its default model, as the library computes it."""
     from app.models import ModelCatalog
     from app.session import ExplorerSession
-    from cast.hierarchy import node_id
     from cast.segmenter import Segmenter
 
     catalog = ModelCatalog(REPO_ROOT / "checkpoints")
     handle = catalog.load(catalog.default_key())
-    result = Segmenter(handle.model).run_detailed(str(ASSET))
-    session = ExplorerSession.create(result, "", "")
-    h, w = session.display.shape
-    seg = session.display.segment_at(level, int(fx * w), int(fy * h))
-    return node_id(level, seg), node_id(level + 1, session.display.parent_of(level, seg))
+    return ExplorerSession.create(Segmenter(handle.model).run_detailed(str(ASSET)), "").display
 
 
-def interior_point(level: int) -> tuple[float, float]:
+def expected_segment(display: Hierarchy, fx: float, fy: float, level: int) -> tuple[str, str]:
+    """What the library says is under the click point: (segment id, parent id)."""
+    from cast.hierarchy import node_id
+
+    h, w = display.shape
+    seg = display.segment_at(level, int(fx * w), int(fy * h))
+    return node_id(level, seg), node_id(level + 1, display.parent_of(level, seg))
+
+
+def interior_point(display: Hierarchy, level: int) -> tuple[float, float]:
     """A click point (fractions of width/height) deep inside one segment, so a pixel of rounding is harmless."""
-    from app.models import ModelCatalog
-    from app.session import ExplorerSession
-    from cast.segmenter import Segmenter
     from scipy import ndimage
 
-    catalog = ModelCatalog(REPO_ROOT / "checkpoints")
-    handle = catalog.load(catalog.default_key())
-    session = ExplorerSession.create(Segmenter(handle.model).run_detailed(str(ASSET)), "", "")
-    labels = session.display.labels(level)
+    labels = display.labels(level)
     best = None
     for seg in np.unique(labels):
         dist = ndimage.distance_transform_edt(np.pad(labels == seg, 1))[1:-1, 1:-1]  # the image edge is a boundary
@@ -133,8 +132,9 @@ def test_upload_segment_slide_click(page: Page) -> None:
     expect(page.locator("#level_name")).to_contain_text("32 segments", timeout=20_000)
     page.screenshot(path=str(SHOTS / "2_level2.png"), full_page=True)
 
-    fx, fy = interior_point(CLICK_LEVEL)
-    want_seg, want_parent = expected_segment(fx, fy, CLICK_LEVEL)
+    display = library_display()
+    fx, fy = interior_point(display, CLICK_LEVEL)
+    want_seg, want_parent = expected_segment(display, fx, fy, CLICK_LEVEL)
     picture.scroll_into_view_if_needed()
     x, y = image_point_to_page(page, "#picture img", fx, fy)
     page.mouse.click(x, y)

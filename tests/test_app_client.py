@@ -45,7 +45,7 @@ def expected_info(path: Path, level: int, x: int, y: int) -> dict:
 
     catalog = ModelCatalog(AppConfig().checkpoints_dir)
     handle = catalog.load(catalog.default_key())
-    session = ExplorerSession.create(Segmenter(handle.model).run_detailed(str(path)), "", "").select_at(x, y, level)
+    session = ExplorerSession.create(Segmenter(handle.model).run_detailed(str(path)), "").select_at(x, y, level)
     return session.selected_info()
 
 

@@ -9,7 +9,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from .config import CastConfig
-from .embed import ConvStem, labels_to_grid, resize_pos_grid, segment_mean, sincos_pos_table
+from .embed import conv_stem, labels_to_grid, resize_pos_grid, segment_mean, sincos_pos_table
 from .pooling import GraphPooling
 
 
@@ -81,7 +81,7 @@ class Cast(nn.Module):
         self.config = config
         dim = config.embed_dim
         self.patch_embed = nn.Module()
-        self.patch_embed.proj = ConvStem(dim).proj
+        self.patch_embed.proj = conv_stem(dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         grid_cells = config.grid_size**2
         if config.pos_embed == "sincos":

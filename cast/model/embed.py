@@ -6,29 +6,23 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class ConvStem(nn.Module):
+def conv_stem(embed_dim: int) -> nn.Sequential:
     """Four 3x3 convs (stride 2, 2, 2, 1) with BatchNorm+ReLU, then a 1x1 conv (spec §2.2).
 
-    Module indices of `proj` match the official checkpoint keys `patch_embed.proj.{0..12}`.
+    Module indices match the official checkpoint keys `patch_embed.proj.{0..12}`;
+    (B, 3, H, W) -> (B, C, H/8, W/8).
     """
-
-    def __init__(self, embed_dim: int) -> None:
-        super().__init__()
-        widths = [3, embed_dim // 8, embed_dim // 4, embed_dim // 2, embed_dim]
-        layers: list[nn.Module] = []
-        for i in range(4):
-            stride = 2 if i < 3 else 1
-            layers += [
-                nn.Conv2d(widths[i], widths[i + 1], 3, stride=stride, padding=1, bias=False),
-                nn.BatchNorm2d(widths[i + 1]),
-                nn.ReLU(inplace=True),
-            ]
-        layers.append(nn.Conv2d(embed_dim, embed_dim, 1))
-        self.proj = nn.Sequential(*layers)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """images: (B, 3, H, W) float -> features (B, H/8, W/8, C), channel-last."""
-        return self.proj(images).permute(0, 2, 3, 1)
+    widths = [3, embed_dim // 8, embed_dim // 4, embed_dim // 2, embed_dim]
+    layers: list[nn.Module] = []
+    for i in range(4):
+        stride = 2 if i < 3 else 1
+        layers += [
+            nn.Conv2d(widths[i], widths[i + 1], 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(widths[i + 1]),
+            nn.ReLU(inplace=True),
+        ]
+    layers.append(nn.Conv2d(embed_dim, embed_dim, 1))
+    return nn.Sequential(*layers)
 
 
 def sincos_pos_table(embed_dim: int, grid_size: int, temperature: float = 10000.0) -> torch.Tensor:
