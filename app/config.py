@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+IN_CHECKOUT = (REPO_ROOT / "app.py").is_file() and (REPO_ROOT / "cast").is_dir()
+# A checkout keeps jobs and fine-tunes beside the code; an installed app keeps them in the user's data folder.
+DATA_ROOT = REPO_ROOT if IN_CHECKOUT else Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "cast_explorer"
 
 
 @dataclass(frozen=True)
@@ -14,9 +17,9 @@ class AppConfig:
 
     server_name: str = "127.0.0.1"
     server_port: int = 7860
-    checkpoints_dir: Path = REPO_ROOT / "checkpoints"
-    assets_dir: Path = REPO_ROOT / "assets"
-    jobs_dir: Path = REPO_ROOT / "jobs"
+    checkpoints_dir: Path = DATA_ROOT / "checkpoints"
+    assets_dir: Path = REPO_ROOT / "assets"  # example photographs (a checkout has them)
+    jobs_dir: Path = DATA_ROOT / "jobs"
     model_cache_size: int = 3
     max_concurrency: int = 2
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 import plotly.graph_objects as go
 
-from cast.jobs import Job, JobQueue
+from cast.train.jobs import Job, JobQueue
 
 from .models import UNTRAINED_KEY, ModelCatalog
 

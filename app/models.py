@@ -1,4 +1,10 @@
-"""Which models the app offers, and an explicit LRU cache of the loaded ones (shared by sessions)."""
+"""Which models the app offers, and an explicit LRU cache of the loaded ones (shared by sessions).
+
+Keys of the model picker: `zoo:<name>` (a published checkpoint), `file:<path>` (a checkpoint on disk:
+the bundled one, fine-tunes), `upload:<digest>:<path>`, and the untrained placeholder. Falling back from
+an official model that cannot be had to the bundled one is this module's explicit choice, shown to the
+user as a notice; the library itself never substitutes a model.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -9,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from cast.checkpoints import LoadedCheckpoint, imagenet_class_names, load_checkpoint, top_k_classes
+from cast.api import load_model
 from cast.errors import CheckpointError
-from cast.model import Cast, CastOutput, build_model
-from cast.zoo import ZOO, ZooEntry, load_model
+from cast.model import CastOutput, VitBaseline, build_model
+from cast.weights import imagenet_class_names, top_k_classes
+from cast.weights.bundled import BUNDLED_NAME, bundled_checkpoint
+from cast.weights.zoo import ZOO, ZooEntry
 
 UNTRAINED_KEY = "untrained:cast_small"
-BUNDLED_NAME = "cast_explorer_default.safetensors"
 
 
 @dataclass(frozen=True)
@@ -24,73 +32,84 @@ class ModelHandle:
     """A loaded model plus the words the UI shows about it (what it is, what it was trained on)."""
 
     key: str
-    model: Cast
+    model: nn.Module
     summary: str
     has_classifier: bool = False
     notice: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
 
-    def top_classes(self, output: CastOutput, k: int = 5) -> list[tuple[str, float]]:
+    @property
+    def is_vit(self) -> bool:
+        return isinstance(self.model, VitBaseline)
+
+    def top_classes(self, output: Any, k: int = 5) -> list[tuple[str, float]]:
         """ImageNet top-k for classifier checkpoints; empty for embedding-only (MoCo) models."""
-        if not self.has_classifier or output.class_logits is None:
+        if not self.has_classifier or not isinstance(output, CastOutput) or output.class_logits is None:
             return []
-        return top_k_classes(output.class_logits[0], k=k, names=imagenet_class_names())
+        names = getattr(self.model, "pretrained_cfg", {}).get("class_names") or imagenet_class_names()
+        return top_k_classes(output.class_logits[0], k=k, names=names)
 
 
-def _summary(loaded: LoadedCheckpoint, label: str, official: ZooEntry | None = None) -> str:
+def describe_model(model: nn.Module, label: str, official: ZooEntry | None = None) -> str:
     """What the model is and what it was trained on, in one line (the app's honesty line)."""
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    arch = model.config.name
     if official is not None:
         trained = f"official weights: {official.training} on {official.data} ({official.reported})"
-    elif loaded.metadata is not None and loaded.trained:
-        prov = loaded.metadata.provenance
-        trained = f"trained on {prov.data}, {prov.steps} steps, from {prov.parent_checkpoint} — {prov.recipe}"
-    elif loaded.metadata is not None:
+    elif cfg.get("trained") is False:
         trained = "UNTRAINED placeholder weights"
+    elif cfg.get("data"):
+        origin = f", from {cfg['parent_checkpoint']}" if cfg.get("parent_checkpoint") else ""
+        trained = f"trained on {cfg['data']}{origin}"
     else:
-        known = ", ".join(x for x in (f"arch {loaded.arch}" if loaded.arch else "",
-                                      f"epoch {loaded.epoch}" if loaded.epoch else "") if x)
-        trained = "training data not recorded in the file" + (f" ({known})" if known else "")
-    return f"{label} — {loaded.describe()} — {trained}"
+        trained = "training data not recorded in the file"
+    kind = "ViT baseline, hierarchy by k-means of its patch features" if isinstance(model, VitBaseline) else "CAST"
+    head = "1000-class classifier" if cfg.get("has_classifier") else "no classifier"
+    return f"{label} — {arch} ({kind}, {head}) — {trained}"
 
 
-def warm_up(model: Cast) -> None:
+def warm_up(model: nn.Module) -> None:
     """One forward pass on a synthetic image, so that a user's first image is not the slow one."""
     size = model.config.img_size
-    grid = torch.arange(size) // 16
-    labels = (grid[:, None] * (size // 16) + grid[None, :])[None]
+    image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        model(torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0)), labels)
+        if isinstance(model, VitBaseline):
+            model.token_features(image)
+            return
+        grid = torch.arange(size) // 16
+        labels = (grid[:, None] * (size // 16) + grid[None, :])[None]
+        model(image, labels)
 
 
 class ModelCatalog:
     """Model choices (bundled, fine-tuned, official zoo, untrained) and an LRU of loaded models."""
 
-    def __init__(self, checkpoints_dir: Path, cache_size: int = 3) -> None:
+    def __init__(self, checkpoints_dir: Path, cache_size: int = 3, bundled: Path | None = None) -> None:
         self.checkpoints_dir = Path(checkpoints_dir)
         self.cache_size = cache_size
+        self.bundled_path = Path(bundled) if bundled is not None else bundled_checkpoint()
         self._cache: OrderedDict[str, ModelHandle] = OrderedDict()
         self._lock = threading.Lock()
 
-    @property
-    def bundled_path(self) -> Path:
-        return self.checkpoints_dir / BUNDLED_NAME
-
     def local_checkpoints(self) -> list[Path]:
-        """Our-format checkpoints in checkpoints/: the bundled one first, then fine-tuned ones."""
-        if not self.checkpoints_dir.is_dir():
-            return []
-        files = sorted(self.checkpoints_dir.glob("*.safetensors"))
-        return sorted(files, key=lambda p: p.name != BUNDLED_NAME)
+        """The bundled checkpoint first, then our-format checkpoints in checkpoints/ (fine-tunes)."""
+        files = sorted(self.checkpoints_dir.glob("*.safetensors")) if self.checkpoints_dir.is_dir() else []
+        others = [p for p in files if p.name != BUNDLED_NAME]
+        return ([self.bundled_path] if self.bundled_path.is_file() else []) + others
 
     def choices(self) -> list[tuple[str, str]]:
         """(label, key) pairs for the model dropdown."""
-        items = [(("bundled: " if p.name == BUNDLED_NAME else "local: ") + p.stem, f"file:{p}") for p in self.local_checkpoints()]
+        items = [(("bundled: " if p == self.bundled_path else "local: ") + p.stem, f"file:{p}")
+                 for p in self.local_checkpoints()]  # fmt: skip
         items += [(f"official: {name} ({e.training}, {e.data})", f"zoo:{name}") for name, e in ZOO.items() if e.loadable]
         items.append(("untrained cast_small (random weights — placeholder)", UNTRAINED_KEY))
         return items
 
-    def default_key(self) -> str:
+    def bundled_key(self) -> str:
         return f"file:{self.bundled_path}" if self.bundled_path.is_file() else UNTRAINED_KEY
+
+    def default_key(self) -> str:
+        return self.bundled_key()
 
     def describe(self, key: str) -> str:
         """A one-line description without loading anything."""
@@ -126,27 +145,43 @@ class ModelCatalog:
             with torch.random.fork_rng(devices=[]):  # a fixed placeholder, without touching the global RNG
                 torch.manual_seed(0)
                 model = build_model("cast_small")
-            summary = "UNTRAINED cast_small (random weights, seed 0) — a placeholder: its hierarchy reflects colour and position only, nothing learned"
+            model.pretrained_cfg = {"trained": False}
+            summary = ("UNTRAINED cast_small (random weights, seed 0) — a placeholder: its hierarchy reflects colour "
+                       "and position only, nothing learned")
             return ModelHandle(key, model, summary, provenance={"checkpoint": "none (random init)", "trained": False})
-        official = None
         if kind == "zoo":
-            loaded = load_model(rest)
-            official = None if loaded.notice else ZOO[rest]  # a fallback is the bundled model, not this entry
-            label = rest if official else f"bundled model (fallback for {rest})"
-        elif kind == "upload":
+            return self._load_official(key, rest)
+        if kind == "upload":
             path = Path(rest.partition(":")[2])
-            loaded = load_checkpoint(path)
             label = f"uploaded {path.name}"
         elif kind == "file":
-            loaded = load_checkpoint(Path(rest))
-            label = Path(rest).name
+            path = Path(rest)
+            label = "bundled model" if path == self.bundled_path else path.name
         else:
             raise CheckpointError(f"unknown model choice {key!r}")
+        return self._handle(key, load_model(path), label, checkpoint=path.name)
+
+    def _load_official(self, key: str, name: str) -> ModelHandle:
+        """A published checkpoint; when it cannot be had, the bundled model with a notice that says so."""
+        try:
+            return self._handle(key, load_model(name), name, official=ZOO[name], checkpoint=name)
+        except CheckpointError as err:
+            if not self.bundled_path.is_file():
+                raise
+            fallback = self._handle(key, load_model(self.bundled_path), f"bundled model (instead of {name})",
+                                    checkpoint=BUNDLED_NAME)
+            notice = f"{err} Showing the bundled model instead."
+            return ModelHandle(fallback.key, fallback.model, fallback.summary, fallback.has_classifier, notice,
+                               fallback.provenance)
+
+    @staticmethod
+    def _handle(key: str, model: nn.Module, label: str, *, official: ZooEntry | None = None,
+                checkpoint: str) -> ModelHandle:
+        cfg = getattr(model, "pretrained_cfg", {}) or {}
         return ModelHandle(
             key=key,
-            model=loaded.model.eval(),
-            summary=_summary(loaded, label, official),
-            has_classifier=loaded.has_classifier,
-            notice=getattr(loaded, "notice", "") or "",
-            provenance={"checkpoint": str(loaded.source), "layout": loaded.layout, "checkpoint_report": loaded.report},
+            model=model.eval(),
+            summary=describe_model(model, label, official),
+            has_classifier=bool(cfg.get("has_classifier")),
+            provenance={"checkpoint": checkpoint, "layout": cfg.get("layout"), "trained": cfg.get("trained", True)},
         )

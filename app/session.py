@@ -72,7 +72,7 @@ class ExplorerSession:
         """Panel data of the selected segment, statistics at full resolution."""
         if self.selection is None:
             return None
-        return self.hierarchy.segment_info(self.selection.level, self.selection.segment)
+        return self.hierarchy.segment(self.selection.level, self.selection.segment).to_dict()
 
     def timings(self) -> dict[str, float]:
         return {**self.result.timings_ms, "render": self.render_ms}

@@ -1,6 +1,7 @@
 """Gradio layout and callbacks. Every callback is a few lines over the library (cast/)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import tempfile
@@ -11,11 +12,11 @@ import gradio as gr
 
 from cast.errors import CastError
 from cast.image import InputConfig
-from cast.segmenter import Segmenter
+from cast.segmenter import Segmenter, recorded_superpixels
 from cast.superpixels import SuperpixelConfig
-from cast.tree_plot import partition_figure, tree_figure
+from cast.render import partition_figure, tree_figure
 
-from cast.jobs import JobQueue
+from cast.train.jobs import JobQueue
 
 from .config import AppConfig
 from .jobs_tab import build_jobs_tab
@@ -198,8 +199,10 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
                 if source is None:
                     raise Notice("Upload an image (or pick an example) first.")
                 handle = catalog.load_file(ckpt_path) if ckpt_path else catalog.load(model_key or default_key)
-                segmenter = Segmenter(handle.model, SuperpixelConfig(method=method, num_superpixels=int(count)),
-                                      InputConfig(size=int(size), mode=mode), provenance=handle.provenance)
+                recorded = recorded_superpixels(handle.model) or SuperpixelConfig.official()
+                superpixels = dataclasses.replace(recorded, method=method, num_superpixels=int(count))
+                segmenter = Segmenter(handle.model, superpixels, InputConfig(size=int(size), mode=mode),
+                                      provenance=handle.provenance)
                 result = segmenter.run_detailed(source)
                 session = ExplorerSession.create(result, handle.summary, handle.top_classes(result.output))
                 session = session.with_view(level=int(level), view=view, opacity=float(opacity))
@@ -241,7 +244,7 @@ def build_app(config: AppConfig | None = None) -> gr.Blocks:
                 if session is None or gt_path is None:
                     raise Notice("Segment an image and upload its ground-truth mask.")
                 from cast.datasets import load_label_mask
-                from cast.evaluate import align_ground_truth, best_level, format_scores, level_metrics
+                from cast.evaluation import align_ground_truth, best_level, format_scores, level_metrics
 
                 scores = level_metrics(session.hierarchy, align_ground_truth(load_label_mask(gt_path), session.hierarchy))
                 best = best_level(scores)

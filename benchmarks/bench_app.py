@@ -20,7 +20,7 @@ from app.session import ExplorerSession  # noqa: E402
 from cast.image import InputConfig  # noqa: E402
 from cast.segmenter import Segmenter  # noqa: E402
 from cast.superpixels import compute_superpixels  # noqa: E402
-from cast.tree_plot import partition_figure, tree_figure  # noqa: E402
+from cast.render import partition_figure, tree_figure  # noqa: E402
 
 IMAGE = ROOT / "assets" / "chelsea_cat.jpg"
 

@@ -35,10 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _timing import table  # noqa: E402
 
-from cast.checkpoints import load_checkpoint  # noqa: E402
+from cast.weights import load_checkpoint  # noqa: E402
 from cast.datasets import load_label_mask  # noqa: E402
 from cast.errors import CastError  # noqa: E402
-from cast.evaluate import (  # noqa: E402
+from cast.evaluation import (  # noqa: E402
     LevelScore,
     align_ground_truth,
     average_scores,

@@ -15,3 +15,19 @@ class SuperpixelError(CastError, ValueError):
 
 class CheckpointError(CastError, ValueError):
     """A checkpoint file is missing, unreadable, hostile, or does not fit the model."""
+
+
+class NotCastCheckpointError(CheckpointError):
+    """A readable checkpoint of another architecture (e.g. the paper's ViT baseline), not CAST."""
+
+
+class DatasetError(CastError, ValueError):
+    """A data set, image folder or annotation file is missing, unsafe or not in the expected format."""
+
+
+class TrainingError(CastError, RuntimeError):
+    """A training run cannot start or continue (bad configuration, resume state that does not fit, ...)."""
+
+
+class JobError(CastError, ValueError):
+    """A job request is refused: unknown job, not this session's, over a limit, or in the wrong state."""

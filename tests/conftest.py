@@ -1,28 +1,38 @@
-"""Shared test fixtures: the reference-data folder and real test images."""
+"""Shared test fixtures: the reference-data folders and real test images.
+
+The reference folders default to the repository's compact copies under tests/data/ (see
+tests/data/README.md); CAST_PARITY_DIR / CAST_VIT_BASELINE_DIR point at any other folder of the same
+format. A missing or empty folder fails the tests that need it: it is never a skip.
+"""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from reference import parity_dir, single_image_fixtures, vit_baseline_dir, vit_fixtures
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(2)
 
-
-def parity_dir() -> Path:
-    """Folder of official reference fixtures: $CAST_PARITY_DIR or ../shared/data/parity."""
-    return Path(os.environ.get("CAST_PARITY_DIR", REPO_ROOT.parent / "shared" / "data" / "parity"))
+__all__ = ["REPO_ROOT", "parity_dir", "vit_baseline_dir"]
 
 
 @pytest.fixture(scope="session")
 def parity_path() -> Path:
     path = parity_dir()
-    if not path.is_dir():
-        pytest.fail(f"parity fixtures folder {path} does not exist (set CAST_PARITY_DIR)")
+    if not path.is_dir() or not single_image_fixtures(path):
+        pytest.fail(f"parity folder {path} is missing or holds no single-image parity_*.safetensors (CAST_PARITY_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def vit_path() -> Path:
+    path = vit_baseline_dir()
+    if not path.is_dir() or not vit_fixtures(path):
+        pytest.fail(f"ViT-baseline folder {path} is missing or holds no vit_baseline_*.safetensors (CAST_VIT_BASELINE_DIR)")
     return path
 
 

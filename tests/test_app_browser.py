@@ -11,10 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_server import REPO_ROOT, running_app
 from playwright.sync_api import Page, expect, sync_playwright
 
-from app_server import REPO_ROOT, running_app
 from cast.hierarchy import Hierarchy
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO_ROOT / "test-output" / "browser"

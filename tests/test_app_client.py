@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from app_server import REPO_ROOT, running_app
 from PIL import Image
 from skimage import data
 
-from app_server import REPO_ROOT, running_app
+pytestmark = [pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from reference import first_single_fixture, official_tiny_state, read_manifest
 from safetensors.torch import load_file, save_file
 
-from cast.checkpoints import (
+from cast.errors import CheckpointError
+from cast.model import build_model, get_config
+from cast.superpixels import SuperpixelConfig
+from cast.weights import (
     LoadedCheckpoint,
     convert_checkpoint,
     detect_layout,
@@ -32,9 +36,12 @@ from cast.checkpoints import (
     to_model_state_dict,
     top_k_classes,
 )
-from cast.ckpt_format import METADATA_KEY, CheckpointMetadata, Provenance, save_cast_checkpoint
-from cast.errors import CheckpointError
-from cast.model import build_model, get_config
+from cast.weights.format import (
+    METADATA_KEY,
+    CheckpointMetadata,
+    Provenance,
+    save_cast_checkpoint,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STAGE_KEY = re.compile(r"blocks(\d)\.(\d+)\.(.+)")
@@ -135,17 +142,20 @@ def assert_weights_from(loaded: LoadedCheckpoint, source: dict, prefix: str = ""
 def manifests(parity_path: Path) -> dict[str, dict]:
     names = ["moco_cast_small", "moco_cast_small_deep", "moco_cast_base", "moco_cast_seg_small_pretrain",
              "deit_cast_small", "moco_cast_small_converted_to_deit", "models"]  # fmt: skip
-    return {n: json.loads((parity_path / f"manifest_{n}.json").read_text()) for n in names}
+    return {n: read_manifest(parity_path, n) for n in names}
 
 
 @pytest.fixture(scope="session")
-def tiny_file(parity_path: Path) -> Path:
-    return parity_path / "tiny_cast.safetensors"
+def tiny_file(parity_path: Path, tmp_path_factory) -> Path:
+    """The tiny official CAST in the official cast.py layout (blocks.{j} and their blocks{K}.{j} views)."""
+    path = tmp_path_factory.mktemp("official") / "tiny_cast.safetensors"
+    save_file(official_tiny_state(parity_path), str(path))
+    return path
 
 
 @pytest.fixture(scope="session")
 def astronaut_inputs(parity_path: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(parity_path / "parity_astronaut.safetensors"))
+    return first_single_fixture(parity_path)
 
 
 @pytest.fixture(scope="session")
@@ -479,7 +489,7 @@ def test_vit_baseline_is_not_cast(tmp_path):
 def _metadata(trained: bool = True) -> CheckpointMetadata:
     return CheckpointMetadata(
         trained=trained,
-        superpixels={"method": "seeds", "num_superpixels": 196, "histogram_bins": 15, "num_iterations": 20},
+        superpixels=SuperpixelConfig(num_superpixels=150, histogram_bins=5),
         provenance=Provenance(data="ImageNet-1K (test)", steps=12, parent_checkpoint="tiny_cast.safetensors",
                               recipe="none", deviations=["tiny model"], notes="round-trip test"),  # fmt: skip
         class_names=[f"class {i}" for i in range(1000)],
@@ -550,7 +560,7 @@ def read_safetensors_metadata(path: Path) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------------------- CLI
 def test_cli_convert(tmp_path, tiny_file, capsys):
-    from cast.__main__ import main
+    from cast.cli import main
 
     out = tmp_path / "converted.safetensors"
     assert main(["convert", str(tiny_file), str(out), "--dtype", "float16", "--untrained"]) == 0

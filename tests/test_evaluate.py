@@ -10,26 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from reference import parity_dir, tiny_model
 from scipy import ndimage
 from skimage import data, filters, measure, morphology, transform
 
-from cast.__main__ import main
-from cast.checkpoints import convert_checkpoint
-from cast.datasets import (
-    DatasetError,
-    evaluate_dataset,
-    evaluate_partimagenet,
-    evaluate_voc,
-    load_label_mask,
-    read_part_annotations,
-    segmentation_mask,
-)
-from cast.evaluate import (
+from cast.cli import main
+from cast.datasets import load_label_mask, read_part_annotations, segmentation_mask
+from cast.errors import DatasetError
+from cast.evaluation import (
     LevelScore,
     align_ground_truth,
     best_level,
     colour_baseline_metrics,
     colour_merging_hierarchy,
+    evaluate_dataset,
+    evaluate_partimagenet,
+    evaluate_voc,
     format_scores,
     level_metrics,
     metrics_for_label_maps,
@@ -39,9 +35,7 @@ from cast.hierarchy import Hierarchy
 from cast.image import InputConfig
 from cast.render import boundary_mask, voc_palette
 from cast.segmenter import Segmenter
-
-from conftest import parity_dir
-from test_parity import tiny_model
+from cast.weights import convert_checkpoint
 
 METRIC_FIELDS = ("mean_best_iou", "mean_pred_best_iou", "boundary_precision", "boundary_recall", "boundary_f")
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 import zipfile
@@ -10,12 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
-from safetensors.torch import load_file
+from reference import first_single_fixture, parity_dir, tiny_model
 from skimage import data
 
 from cast.export import (
@@ -29,10 +27,7 @@ from cast.export import (
     mask_to_coco_rle,
 )
 from cast.hierarchy import ROOT_ID, Hierarchy, node_id
-from cast.model import CastConfig, build_model
 from cast.segmenter import Segmenter
-
-from conftest import parity_dir
 
 STEM = "chelsea"
 
@@ -40,7 +35,7 @@ STEM = "chelsea"
 @pytest.fixture(scope="module")
 def hierarchy() -> Hierarchy:
     """The official model's hierarchy of chelsea, rebuilt from the parity fixture's logits."""
-    fx = load_file(parity_dir() / "parity_chelsea.safetensors")
+    fx = first_single_fixture()
     logits = [fx[f"logit{level}"][0].numpy() for level in range(1, 5)]
     return Hierarchy.from_logits(
         fx["superpixel"][0].numpy(), logits, image=fx["image_uint8"].numpy(), provenance={"model_variant": "cast_tiny"}
@@ -271,22 +266,7 @@ def test_bad_stem_is_refused(hierarchy: Hierarchy, tmp_path: Path) -> None:
 # ---------------------------------------------------------------- with the model: Segmenter and CLI
 @pytest.fixture(scope="module")
 def tiny_segmenter() -> Segmenter:
-    """The tiny official model; until cast.checkpoints exists, its architecture with seeded random weights.
-
-    These tests check the export and CLI plumbing, which does not depend on the weights.
-    """
-    if importlib.util.find_spec("cast.checkpoints") is None:
-        folder = parity_dir()
-        kwargs = json.loads((folder / "tiny_cast_config.json").read_text())["kwargs"]
-        config = CastConfig(
-            name="cast_tiny", embed_dim=kwargs["embed_dim"], num_heads=kwargs["num_heads"], depths=tuple(kwargs["depth"]),
-            num_clusters=tuple(kwargs["num_clusters"]), mlp_ratio=kwargs["mlp_ratio"], patch_size=kwargs["patch_size"],
-            img_size=kwargs["img_size"], num_classes=kwargs["num_classes"],
-        )
-        torch.manual_seed(0)
-        return Segmenter(build_model(config))
-    from test_parity import tiny_model
-
+    """The tiny official model: the export and CLI plumbing on real weights."""
     return Segmenter(tiny_model(parity_dir()))
 
 
@@ -303,7 +283,7 @@ def test_export_of_a_segmenter_hierarchy(tiny_segmenter: Segmenter, tmp_path: Pa
 
 
 def test_cli_run_segment_skips_a_corrupt_file(tiny_segmenter: Segmenter, tmp_path: Path) -> None:
-    from cast.cli_segment import run_segment
+    from cast.cli.segment import run_segment
 
     inputs = tmp_path / "in"
     (inputs / "a").mkdir(parents=True)

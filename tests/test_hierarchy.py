@@ -8,15 +8,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reference import parity_dir, tiny_model
 from skimage import data
 
 from cast.hierarchy import ROOT_ID, Hierarchy, node_id, parse_node_id
 from cast.image import InputConfig
 from cast.segmenter import Segmenter
 from cast.superpixels import SuperpixelConfig
-
-from test_parity import tiny_model
-from conftest import parity_dir
 
 REAL_IMAGES = {"astronaut": data.astronaut(), "chelsea": data.chelsea(), "coffee": data.coffee(),
                "rocket": data.rocket(), "cat": data.cat()}
@@ -91,12 +89,15 @@ def test_parent_children_and_lookups(astronaut_hierarchy: Hierarchy) -> None:
     assert h.parent_of(4, 0) is None
     desc = h.descendants(3, parent)
     assert {lv for lv, _ in desc} == {0, 1, 2}
-    info = h.segment_info(2, seg)
+    record = h.segment(2, seg)
+    assert record.id == node_id(2, seg) and record.parent == parent and set(record.children) == set(kids)
+    assert 0.0 < record.parent_confidence <= 1.0
+    assert record.runner_up != record.parent and record.runner_up_confidence <= record.parent_confidence
+    info = record.to_dict()  # the JSON form the /select endpoint and segments.json carry
     assert info["id"] == node_id(2, seg) and info["parent"] == node_id(3, parent)
-    assert 0.0 < info["parent_confidence"] <= 1.0
-    assert info["runner_up_parent"] != info["parent"]
-    assert info["runner_up_confidence"] <= info["parent_confidence"]
-    x, y, w, hh = info["bbox"]
+    assert info["runner_up_parent"] == node_id(3, record.runner_up)
+    assert info["children"] == [node_id(1, c) for c in record.children]
+    x, y, w, hh = record.bbox
     ys, xs = np.nonzero(h.mask(2, seg))
     assert (x, y, w, hh) == (xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
     assert parse_node_id("L2:s07") == (2, 7)

@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from cast.jobs import Job, JobQueue
+from cast.train.jobs import Job, JobQueue
+
+pytestmark = [pytest.mark.slow, pytest.mark.training]
 
 
 @pytest.fixture(scope="module")

@@ -137,7 +137,8 @@ def test_non_native_resolution_runs_with_resized_table() -> None:
     assert out.logits[0].shape == (1, 400, 64)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (a GPU machine runs it: pytest -m gpu)")
 def test_cuda_matches_cpu() -> None:
     torch.manual_seed(0)
     model = build_model("cast_tiny")

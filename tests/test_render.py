@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from safetensors.torch import load_file
+from reference import first_single_fixture
 
 from cast.hierarchy import Hierarchy, node_id
 from cast.render import (
@@ -12,18 +12,18 @@ from cast.render import (
     Selection,
     boundary_mask,
     boundary_strength,
+    highlighted_nodes,
+    partition_figure,
     render,
     segment_colors,
+    tree_figure,
 )
-from cast.tree_plot import highlighted_nodes, partition_figure, tree_figure
-
-from conftest import parity_dir
 
 
 @pytest.fixture(scope="module")
 def hierarchy() -> Hierarchy:
     """The official model's own hierarchy of chelsea (from the reference logits)."""
-    fx = load_file(parity_dir() / "parity_chelsea.safetensors")
+    fx = first_single_fixture()
     return Hierarchy.from_logits(
         fx["superpixel"][0].numpy(), [fx[f"logit{l}"][0].numpy() for l in range(1, 5)], image=fx["image_uint8"].numpy()
     )

@@ -9,14 +9,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
-from safetensors.torch import load_file
+from reference import load_reference, single_image_fixtures
 from skimage import data
 
 from cast.errors import SuperpixelError
 from cast.image import InputConfig, denormalize_to_uint8, load_image, prepare_input
-from cast.superpixels import SuperpixelConfig, compute_superpixels, count_superpixels, validate_for_model
+from cast.superpixels import (
+    SuperpixelConfig,
+    compute_superpixels,
+    count_superpixels,
+    validate_for_model,
+)
 
-PARITY_IMAGES = ("astronaut", "chelsea", "coffee")
+
+def test_parity_folder_has_single_image_fixtures(parity_path: Path) -> None:
+    assert single_image_fixtures(parity_path)  # the parametrized tests below run on each of them
 
 
 @pytest.fixture(scope="module")
@@ -35,18 +42,18 @@ def assert_consecutive(labels: np.ndarray, shape: tuple[int, ...]) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", PARITY_IMAGES)
-def test_seeds_matches_official_labels(parity_path: Path, name: str) -> None:
-    reference = load_file(parity_path / f"parity_{name}.safetensors")
+@pytest.mark.parametrize("fixture", single_image_fixtures(), ids=lambda f: f.name)
+def test_seeds_matches_official_labels(fixture) -> None:
+    reference = load_reference(fixture.path)
     labels = compute_superpixels(reference["image_uint8"].numpy(), SuperpixelConfig())
     np.testing.assert_array_equal(labels, reference["superpixel"][0].numpy())
     assert count_superpixels(labels) == 196
 
 
-@pytest.mark.parametrize("name", PARITY_IMAGES)
-def test_seeds_deit_setting_matches_official_labels(parity_path: Path, name: str) -> None:
+@pytest.mark.parametrize("fixture", single_image_fixtures(), ids=lambda f: f.name)
+def test_seeds_deit_setting_matches_official_labels(fixture) -> None:
     """DeiT rebuilds SEEDS' input from the normalised tensor (x*std+mean, *255, truncate)."""
-    reference = load_file(parity_path / f"parity_{name}.safetensors")
+    reference = load_reference(fixture.path)
     pixels = denormalize_to_uint8(reference["image"])
     labels = compute_superpixels(pixels, SuperpixelConfig.deit())
     np.testing.assert_array_equal(labels, reference["superpixel_deit"][0].numpy())

@@ -1,6 +1,10 @@
-"""CAST model math: tensors in, tensors out (no images, files or UI here)."""
+"""Model math: tensors in, tensors out (no images, files or UI here). CAST, and the paper's ViT baseline."""
 from .cast import Cast, CastOutput, build_model
 from .config import MODEL_CONFIGS, CastConfig, get_config
 from .fps import farthest_point_sample
+from .vit import VIT_CONFIGS, VitBaseline, VitConfig, build_vit
 
-__all__ = ["Cast", "CastOutput", "CastConfig", "MODEL_CONFIGS", "build_model", "farthest_point_sample", "get_config"]
+__all__ = [
+    "Cast", "CastConfig", "CastOutput", "MODEL_CONFIGS", "VIT_CONFIGS", "VitBaseline", "VitConfig", "build_model",
+    "build_vit", "farthest_point_sample", "get_config",
+]  # fmt: skip

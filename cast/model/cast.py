@@ -9,7 +9,13 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from .config import CastConfig
-from .embed import conv_stem, labels_to_grid, resize_pos_grid, segment_mean, sincos_pos_table
+from .embed import (
+    conv_stem,
+    labels_to_grid,
+    resize_pos_grid,
+    segment_mean,
+    sincos_pos_table,
+)
 from .pooling import GraphPooling
 
 

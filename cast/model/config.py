@@ -84,6 +84,11 @@ def cast_small_deit() -> CastConfig:
     return CastConfig(name="cast_small_deit", pos_embed="learned", drop_path_rate=0.1)
 
 
+def cast_small_deep_deit() -> CastConfig:
+    """cast_deit.py `cast_small_deep` (the published DeiT file snapshots/deit/imagenet1k/cast_small_deep)."""
+    return CastConfig(name="cast_small_deep_deit", depths=(6, 3, 3, 3), pos_embed="learned", drop_path_rate=0.1)
+
+
 def cast_base_deit() -> CastConfig:
     return CastConfig(name="cast_base_deit", embed_dim=768, pos_embed="learned", drop_path_rate=0.1)
 
@@ -110,6 +115,7 @@ MODEL_CONFIGS: dict[str, Callable[[], CastConfig]] = {
         cast_base,
         cast_base_deep,
         cast_small_deit,
+        cast_small_deep_deit,
         cast_base_deit,
         cast_seg_small_pretrain,
         cast_seg_base_pretrain,

@@ -6,16 +6,15 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def conv_stem(embed_dim: int) -> nn.Sequential:
-    """Four 3x3 convs (stride 2, 2, 2, 1) with BatchNorm+ReLU, then a 1x1 conv (spec §2.2).
+def conv_stem(embed_dim: int, strides: tuple[int, ...] = (2, 2, 2, 1)) -> nn.Sequential:
+    """Four 3x3 convs with BatchNorm+ReLU, then a 1x1 conv (spec §2.2; the ViT baseline's §10.1).
 
-    Module indices match the official checkpoint keys `patch_embed.proj.{0..12}`;
-    (B, 3, H, W) -> (B, C, H/8, W/8).
+    Module indices match the official checkpoint keys `patch_embed.proj.{0..12}`. CAST's strides
+    (2, 2, 2, 1) give (B, 3, H, W) -> (B, C, H/8, W/8); the ViT baseline's (2, 2, 2, 2) give H/16.
     """
     widths = [3, embed_dim // 8, embed_dim // 4, embed_dim // 2, embed_dim]
     layers: list[nn.Module] = []
-    for i in range(4):
-        stride = 2 if i < 3 else 1
+    for i, stride in enumerate(strides):
         layers += [
             nn.Conv2d(widths[i], widths[i + 1], 3, stride=stride, padding=1, bias=False),
             nn.BatchNorm2d(widths[i + 1]),

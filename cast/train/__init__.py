@@ -6,9 +6,17 @@
 
 The same jobs run headless with `python -m cast.train {moco,supervised,probe} --data DIR --out PATH`.
 """
-from .config import CONFIGS, LinearProbeConfig, MocoConfig, SupervisedConfig, TrainConfig, config_from_dict
-from .data import DatasetError, DatasetReport
-from .engine import TrainingError, TrainResult, build_job, train
+from ..datasets import DatasetReport
+from ..errors import DatasetError, TrainingError
+from .config import (
+    CONFIGS,
+    LinearProbeConfig,
+    MocoConfig,
+    SupervisedConfig,
+    TrainConfig,
+    config_from_dict,
+)
+from .engine import TrainResult, build_job, train
 
 __all__ = [
     "CONFIGS", "DatasetError", "DatasetReport", "LinearProbeConfig", "MocoConfig", "SupervisedConfig", "TrainConfig",

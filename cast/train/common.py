@@ -3,17 +3,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from cast.checkpoints import LoadedCheckpoint
+from cast.datasets import DatasetReport
 from cast.errors import CheckpointError
 from cast.model import Cast
+from cast.weights import LoadedCheckpoint
 
 from .config import TrainConfig
-from .data import DatasetReport
+
+STATE_FORMAT = "cast_explorer_train_state"
+
+
+def run_files(output: str | Path) -> tuple[Path, Path]:
+    """(resume-state path, JSON-lines log path) next to the output file."""
+    out = Path(output)
+    stem = out.name.removesuffix(".safetensors")
+    return out.with_name(f"{stem}.train-state.pt"), out.with_name(f"{stem}.log.jsonl")
 
 
 class TrainingJob(Protocol):
@@ -44,17 +54,12 @@ class BaseModel:
 
 
 def load_base(config: TrainConfig) -> BaseModel:
-    """Load `config.checkpoint` (path or zoo name); refuse a silent zoo fallback to another model."""
+    """Load `config.checkpoint` (path or zoo name; a zoo model that cannot be had is an error, never replaced)."""
     if config.checkpoint is None:
         return BaseModel(None, f"none (random init {config.variant})")
-    from cast.zoo import load_model  # network only for zoo names
+    from cast.weights.hub import load_cast  # network only for zoo names
 
-    loaded = load_model(config.checkpoint)
-    if loaded.notice:
-        raise CheckpointError(
-            f"the base checkpoint {config.checkpoint!r} is not available ({loaded.notice}); training would "
-            "start from a different model. Download it first, or pass a checkpoint file explicitly."
-        )
+    loaded = load_cast(config.checkpoint)
     notes = [] if loaded.trained else ["the base checkpoint is an UNTRAINED placeholder"]
     return BaseModel(loaded, str(config.checkpoint), notes)
 

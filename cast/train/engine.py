@@ -30,24 +30,21 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from cast.ckpt_format import CheckpointMetadata, Provenance
-from cast.errors import CastError
+from cast.datasets import DatasetReport
+from cast.errors import DatasetError, TrainingError
+from cast.weights.format import CheckpointMetadata, Provenance
 
+from .common import STATE_FORMAT, run_files
 from .config import DEFAULT_EPOCHS, TrainConfig
-from .data import DatasetError, DatasetReport, collate_samples, worker_init
 from .moco import MocoJob
 from .supervised import LinearProbeJob, SupervisedJob
+from .views import collate_samples, worker_init
 
-STATE_FORMAT = "cast_explorer_train_state"
 STATE_VERSION = 1
 JOBS = {"moco": MocoJob, "supervised": SupervisedJob, "probe": LinearProbeJob}
 # A resume must see the same data stream and model; these may change (others are allowed and recorded).
 _RESUME_MUST_MATCH = ("data", "checkpoint", "variant", "batch_size", "image_size", "superpixels", "seed")
 _RESUME_FREE = {"kind", "output", "steps", "epochs", "resume", "num_workers", "log_every", "save_every", "device"}
-
-
-class TrainingError(CastError, RuntimeError):
-    """Training cannot go on (diverged loss, resume state that does not fit, ...)."""
 
 
 @dataclass
@@ -77,13 +74,6 @@ class DistContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def run_files(output: str | Path) -> tuple[Path, Path]:
-    """(resume-state path, JSON-lines log path) next to the output file."""
-    out = Path(output)
-    stem = out.name.removesuffix(".safetensors")
-    return out.with_name(f"{stem}.train-state.pt"), out.with_name(f"{stem}.log.jsonl")
 
 
 def select_device(name: str) -> torch.device:
@@ -301,7 +291,7 @@ class _Run:
             parent_checkpoint=self.job.base.description, date=datetime.date.today().isoformat(),
             recipe=config.recipe, deviations=deviations, notes=notes,
         )  # fmt: skip
-        return CheckpointMetadata(trained=True, superpixels=config.superpixels.to_dict(), provenance=provenance,
+        return CheckpointMetadata(trained=True, superpixels=config.superpixels, provenance=provenance,
                                   class_names=report.class_names)  # fmt: skip
 
     # --------------------------------------------------------------------------------- files

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,15 +17,25 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from cast.checkpoints import read_checkpoint_file, to_model_state_dict
+from cast.datasets import prepare_data_root, scan_images
 from cast.errors import CheckpointError
 from cast.model import Cast, build_model, get_config
+from cast.weights import read_checkpoint_file, to_model_state_dict
 
 from .common import (
-    BaseModel, disable_dropout, freeze_stem_statistics, init_like_official_moco, load_backbone, load_base, trainable, warmup_cosine,
+    STATE_FORMAT,
+    BaseModel,
+    disable_dropout,
+    freeze_stem_statistics,
+    init_like_official_moco,
+    load_backbone,
+    load_base,
+    run_files,
+    trainable,
+    warmup_cosine,
 )  # fmt: skip
 from .config import MocoConfig
-from .data import ImageDataset, TwoViews, prepare_data_root, scan_images
+from .views import ImageDataset, TwoViews
 
 _MOMENTUM_PREFIXES = ("module.momentum_encoder.", "momentum_encoder.")
 
@@ -129,7 +140,7 @@ def build_moco(config: MocoConfig, base: BaseModel) -> tuple[MocoV3, list[str]]:
         if loaded.has_classifier:
             notes.append("the base checkpoint's classifier head is not used by MoCo")
     moco = MocoV3(encoder, config.mlp_dim, config.out_dim, config.temperature)
-    extras = loaded.extras if loaded is not None else {}
+    extras = (loaded.extras or _heads_from_resume_state(loaded.source)) if loaded is not None else {}
     for part in ("projector", "predictor"):
         if part in extras:
             _load_part(getattr(moco, part), extras[part], part, config)
@@ -158,6 +169,24 @@ def _load_part(module: nn.Module, state: dict[str, torch.Tensor], name: str, con
             f"the base checkpoint's MoCo {name} does not fit mlp_dim={config.mlp_dim}, out_dim={config.out_dim} "
             f"({str(err).splitlines()[0]}...); use the checkpoint's sizes (official: 4096 / 256)"
         ) from err
+
+
+def _heads_from_resume_state(model_file: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """The MoCo heads of a fine-tune of ours, from the resume state kept next to its model file (or {})."""
+    state_path = run_files(model_file)[0]
+    if not state_path.is_file():
+        return {}
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception:  # an unreadable state only means starting the heads fresh, as for any base
+        return {}
+    if state.get("format") != STATE_FORMAT or state.get("kind") != "moco":
+        return {}
+    module = state.get("module") or {}
+    part = lambda prefix: {k[len(prefix):]: v for k, v in module.items() if k.startswith(prefix)}  # noqa: E731
+    momentum = {**part("momentum_encoder."), **{f"head.{k}": v for k, v in part("momentum_projector.").items()}}
+    heads = {"projector": part("projector."), "predictor": part("predictor."), "momentum_encoder": momentum}
+    return {name: values for name, values in heads.items() if values}
 
 
 def _official_momentum(loaded) -> dict[str, torch.Tensor] | None:
@@ -224,6 +253,8 @@ class MocoJob:
         return float(probe(*(batch[k].to(device) for k in ("images1", "superpixels1", "images2", "superpixels2")), 1.0))
 
     def save(self, path: str, metadata: Any) -> None:
-        from cast.ckpt_format import save_cast_checkpoint
+        """The model file holds what inference needs: the backbone. The MoCo heads stay in the resume state
+        next to it (`run_files`), where continuing training finds them."""
+        from cast.weights.format import save_cast_checkpoint
 
-        save_cast_checkpoint(path, self.module.base_encoder, metadata=metadata, extras=self.module.extras())
+        save_cast_checkpoint(path, self.module.base_encoder, metadata=metadata)

@@ -14,18 +14,29 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from cast.ckpt_format import save_cast_checkpoint
+from cast.datasets import DatasetReport, prepare_data_root, scan_class_folders
 from cast.model import Cast, get_config
+from cast.weights.format import save_cast_checkpoint
 
 from .common import (
-    BaseModel, disable_dropout, freeze_stem_statistics, init_like_timm, load_backbone, load_base, no_weight_decay_groups,
-    trainable, warmup_cosine,
+    BaseModel,
+    disable_dropout,
+    freeze_stem_statistics,
+    init_like_timm,
+    load_backbone,
+    load_base,
+    no_weight_decay_groups,
+    trainable,
+    warmup_cosine,
 )  # fmt: skip
 from .config import LinearProbeConfig, SupervisedConfig, TrainConfig
-from .data import (
-    DatasetReport, ImageDataset, OneView, collate_samples, eval_crop_transform, prepare_data_root,
-    scan_class_folders, train_crop_transform,
-)  # fmt: skip
+from .views import (
+    ImageDataset,
+    OneView,
+    collate_samples,
+    eval_crop_transform,
+    train_crop_transform,
+)
 
 
 def classifier_from_base(base: BaseModel, config: TrainConfig, class_names: list[str], drop_path: float,

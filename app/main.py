@@ -1,0 +1,20 @@
+"""Start the CAST Explorer app: `python app.py` in a checkout (and on Spaces), or the `cast-explorer` command."""
+from __future__ import annotations
+
+import torch
+
+from .config import AppConfig
+from .ui import build_app
+
+
+def main() -> None:
+    """Build the UI from the environment's settings and serve it (blocking)."""
+    config = AppConfig.from_env()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    demo = build_app(config)
+    demo.queue(default_concurrency_limit=config.max_concurrency)
+    demo.launch(server_name=config.server_name, server_port=config.server_port, show_error=True)
+
+
+if __name__ == "__main__":
+    main()

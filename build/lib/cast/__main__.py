@@ -1,0 +1,6 @@
+"""`python -m cast ...`: the same as the `cast` command."""
+import sys
+
+from cast.cli import main
+
+sys.exit(main())

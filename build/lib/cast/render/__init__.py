@@ -1,0 +1,20 @@
+"""Pictures and figures of a Hierarchy: overlays and boundary maps (NumPy), Plotly tree figures."""
+from .figures import highlighted_nodes, partition_figure, tree_figure, tree_layout
+from .overlays import (
+    PALETTE,
+    VIEWS,
+    Selection,
+    blend,
+    boundary_mask,
+    boundary_strength,
+    fill_view,
+    render,
+    segment_colors,
+    voc_palette,
+)
+
+__all__ = [
+    "PALETTE", "VIEWS", "Selection", "blend", "boundary_mask", "boundary_strength", "fill_view",
+    "highlighted_nodes", "partition_figure", "render", "segment_colors", "tree_figure", "tree_layout",
+    "voc_palette",
+]  # fmt: skip

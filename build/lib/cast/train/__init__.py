@@ -1,0 +1,24 @@
+"""Training CAST on your own images: MoCo-v3 adaptation, DeiT-style fine-tune, linear probe (spec §6).
+
+    from cast.train import MocoConfig, train
+    result = train(MocoConfig(data="photos/", output="runs/moco.safetensors", checkpoint="cast_small_moco_in1k",
+                              steps=200, batch_size=8))
+
+The same jobs run headless with `python -m cast.train {moco,supervised,probe} --data DIR --out PATH`.
+"""
+from ..datasets import DatasetReport
+from ..errors import DatasetError, TrainingError
+from .config import (
+    CONFIGS,
+    LinearProbeConfig,
+    MocoConfig,
+    SupervisedConfig,
+    TrainConfig,
+    config_from_dict,
+)
+from .engine import TrainResult, build_job, train
+
+__all__ = [
+    "CONFIGS", "DatasetError", "DatasetReport", "LinearProbeConfig", "MocoConfig", "SupervisedConfig", "TrainConfig",
+    "TrainResult", "TrainingError", "build_job", "config_from_dict", "train",
+]  # fmt: skip

@@ -1,0 +1,1 @@
+"""The CAST Explorer Gradio app: thin callbacks over the `cast` library."""

@@ -1,0 +1,78 @@
+"""Per-user explorer state: one segmented image and how it is being looked at (no global state)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from cast.hierarchy import Hierarchy
+from cast.render import Selection, render
+from cast.segmenter import SegmentResult
+
+DISPLAY_MAX_SIDE = 768  # the browser shows at most this; clicks are mapped through the same scale
+
+
+@dataclass(frozen=True)
+class ViewSettings:
+    """What the user chose to look at; changing it only re-renders."""
+
+    level: int = 1
+    view: str = "fill"
+    opacity: float = 0.6
+
+
+@dataclass
+class ExplorerSession:
+    """One image's results plus the current view and selection, kept in a gr.State per browser tab."""
+
+    result: SegmentResult
+    model_summary: str
+    display: Hierarchy
+    view: ViewSettings = field(default_factory=ViewSettings)
+    selection: Selection | None = None
+    top_classes: list[tuple[str, float]] = field(default_factory=list)
+    render_ms: float = 0.0
+
+    @classmethod
+    def create(cls, result: SegmentResult, model_summary: str,
+               top_classes: list[tuple[str, float]] | None = None) -> "ExplorerSession":
+        h = result.hierarchy
+        scale = min(1.0, DISPLAY_MAX_SIDE / max(h.shape))
+        display = h.resized(max(1, round(h.shape[0] * scale)), max(1, round(h.shape[1] * scale)))
+        return cls(result=result, model_summary=model_summary, display=display,
+                   top_classes=list(top_classes or []))
+
+    @property
+    def hierarchy(self) -> Hierarchy:
+        return self.result.hierarchy
+
+    def with_view(self, **changes: Any) -> "ExplorerSession":
+        """Change level / view / opacity; nothing is recomputed, the next picture re-renders."""
+        return replace(self, view=replace(self.view, **changes))
+
+    def select_at(self, x: int, y: int, level: int | None = None) -> "ExplorerSession":
+        """Select the segment under display pixel (x, y) at the current (or given) level."""
+        level = self.view.level if level is None else level
+        seg = self.display.segment_at(level, int(x), int(y))
+        return replace(self, selection=Selection(level, seg), view=replace(self.view, level=level))
+
+    def clear_selection(self) -> "ExplorerSession":
+        return replace(self, selection=None)
+
+    def picture(self) -> np.ndarray:
+        """The current view as an RGB image at display resolution (and how long it took)."""
+        t = time.perf_counter()
+        out = render(self.display, self.view.view, self.view.level, opacity=self.view.opacity, selection=self.selection)
+        self.render_ms = (time.perf_counter() - t) * 1000
+        return out
+
+    def selected_info(self) -> dict[str, Any] | None:
+        """Panel data of the selected segment, statistics at full resolution."""
+        if self.selection is None:
+            return None
+        return self.hierarchy.segment(self.selection.level, self.selection.segment).to_dict()
+
+    def timings(self) -> dict[str, float]:
+        return {**self.result.timings_ms, "render": self.render_ms}

@@ -1,0 +1,16 @@
+"""Data on disk in its own formats: image folders and ZIPs, ground-truth masks, Pascal VOC, PartImageNet."""
+from .image_folders import (
+    IMAGE_SUFFIXES,
+    DatasetReport,
+    prepare_data_root,
+    scan_class_folders,
+    scan_images,
+)
+from .masks import load_label_mask, segmentation_mask
+from .partimagenet import PartAnnotations, read_part_annotations
+from .voc import VOC_IGNORE, voc_root, voc_samples
+
+__all__ = [
+    "IMAGE_SUFFIXES", "VOC_IGNORE", "DatasetReport", "PartAnnotations", "load_label_mask", "prepare_data_root",
+    "read_part_annotations", "scan_class_folders", "scan_images", "segmentation_mask", "voc_root", "voc_samples",
+]  # fmt: skip

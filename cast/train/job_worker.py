@@ -1,0 +1,54 @@
+"""The process that runs one queued job: `python -m cast.train.job_worker JOB_DIR` (started by cast.train.jobs)."""
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def config_for(kind: str, data: dict[str, Any]) -> Any:
+    """The config dataclass of a job kind, from its JSON form (the same configs as Python and CLI)."""
+    from cast.train.config import LinearProbeConfig, MocoConfig, SupervisedConfig
+
+    classes = {"moco": MocoConfig, "supervised": SupervisedConfig, "probe": LinearProbeConfig}
+    return classes[kind].from_dict(data)
+
+
+def run(folder: Path) -> int:
+    """Train, streaming progress to progress.jsonl; leave result.json or error.json behind."""
+    from cast.train.engine import train
+
+    job = json.loads((folder / "job.json").read_text())
+    progress = open(folder / "progress.jsonl", "a")
+
+    def on_progress(info: dict[str, Any]) -> None:
+        progress.write(json.dumps(info) + "\n")
+        progress.flush()
+        print(f"step {info.get('step')}/{info.get('total_steps')}  loss {info.get('loss', float('nan')):.4f}  "
+              f"{info.get('images_per_s', 0):.1f} img/s  ETA {info.get('eta_s', 0):.0f} s", flush=True)
+
+    try:
+        torch.set_num_threads(max(1, torch.get_num_threads()))
+        print(f"{job['kind']} job {job['id']}: {job['config'].get('data')} -> {job['config'].get('output')}", flush=True)
+        result = train(config_for(job["kind"], job["config"]), progress_callback=on_progress,
+                       should_stop=lambda: (folder / "cancel").exists())
+        cancelled = bool(getattr(result, "cancelled", False))
+        print(f"{'cancelled' if cancelled else 'finished'} after {result.steps} steps", flush=True)
+        (folder / "result.json").write_text(json.dumps({"output": str(result.output_path), "cancelled": cancelled,
+                                                        "steps": result.steps, "final_loss": result.final_loss}))
+        return 0
+    except BaseException as err:  # reported to the queue as a failed job, with its error
+        (folder / "error.json").write_text(json.dumps({"error": f"{type(err).__name__}: {err}",
+                                                       "traceback": traceback.format_exc()}))
+        traceback.print_exc()
+        return 1
+    finally:
+        progress.close()
+
+
+if __name__ == "__main__":
+    sys.exit(run(Path(sys.argv[1])))
