@@ -22,7 +22,11 @@ from cast.errors import CheckpointError
 from cast.model import CastOutput, VitBaseline, build_model
 from cast.weights import imagenet_class_names, top_k_classes
 from cast.weights.bundled import BUNDLED_NAME, bundled_checkpoint
-from cast.weights.zoo import ZOO, ZooEntry
+from cast.weights.defaults import choose_default_model
+from cast.weights.hub import offline_reason
+from cast.weights.zoo import DEFAULT_PREFERENCE, ZOO, ZooEntry
+
+from .downloads import DownloadManager
 
 UNTRAINED_KEY = "untrained:cast_small"
 
@@ -82,14 +86,62 @@ def warm_up(model: nn.Module) -> None:
 
 
 class ModelCatalog:
-    """Model choices (bundled, fine-tuned, official zoo, untrained) and an LRU of loaded models."""
+    """Model choices (bundled, fine-tuned, official zoo, untrained), the default model, and an LRU of loaded models.
 
-    def __init__(self, checkpoints_dir: Path, cache_size: int = 3, bundled: Path | None = None) -> None:
+    The default follows cast.weights.defaults (CAST_DEFAULT_MODEL, else the best official checkpoint on this
+    machine, else the bundled one). When the official model it wants is not local and downloads are allowed,
+    the app serves the bundled model at once and fetches the official one in the background; sessions
+    started after it is ready get it (`default_key` is asked at every page load).
+    """
+
+    def __init__(self, checkpoints_dir: Path, cache_size: int = 3, bundled: Path | None = None,
+                 downloads: DownloadManager | None = None) -> None:
         self.checkpoints_dir = Path(checkpoints_dir)
         self.cache_size = cache_size
         self.bundled_path = Path(bundled) if bundled is not None else bundled_checkpoint()
+        self.downloads = downloads or DownloadManager()
         self._cache: OrderedDict[str, ModelHandle] = OrderedDict()
         self._lock = threading.Lock()
+        self._initial_key = self.bundled_key()
+        self._wanted: str | None = None  # the official default being fetched in the background
+        self._reason = "the bundled model"
+
+    def choose_default(self, background_download: bool = True) -> str:
+        """Decide the default model now (never waiting for a download); returns its key."""
+        choice = choose_default_model()
+        self._reason = choice.reason
+        if choice.is_official and self.downloads.is_local(choice.spec):
+            self._initial_key = f"zoo:{choice.spec}"
+        elif choice.is_official:
+            self._wanted = choice.spec  # named by CAST_DEFAULT_MODEL but not here yet
+        elif Path(choice.spec) == self.bundled_path:
+            self._wanted = DEFAULT_PREFERENCE[0]  # nothing official here: fetch the preferred one if the Hub answers
+        else:
+            self._initial_key = f"file:{choice.spec}"  # CAST_DEFAULT_MODEL names a file
+        if self._wanted is not None and background_download and offline_reason() is None:
+            self.downloads.start(self._wanted)
+        return self.default_key()
+
+    def default_key(self) -> str:
+        """The model new sessions start on: the fetched official model once it is ready, else the initial one."""
+        if self._wanted is not None:
+            state = self.downloads.state(self._wanted)
+            if state is not None and state.status == "ready":
+                return f"zoo:{self._wanted}"
+        return self._initial_key
+
+    def default_status(self) -> str:
+        """Why the default is what it is, and how the background download goes (one line, may be empty)."""
+        key = self.default_key()
+        if key.startswith("zoo:") and (self._wanted is None or key == f"zoo:{self._wanted}"):
+            return f"default model {key[4:]}: {self._reason if self._wanted is None else 'official weights, downloaded'}"
+        if self._wanted is None:
+            return f"default model: {self.describe(key)} ({self._reason})"
+        state = self.downloads.state(self._wanted)
+        if state is None:
+            return (f"default model: the bundled model; {self._wanted} is not on this machine (offline). "
+                    f"Run `cast download {self._wanted}` once online.")
+        return f"default model: the bundled model for now; {state.describe()} (new sessions use it when ready)"
 
     def local_checkpoints(self) -> list[Path]:
         """The bundled checkpoint first, then our-format checkpoints in checkpoints/ (fine-tunes)."""
@@ -97,19 +149,26 @@ class ModelCatalog:
         others = [p for p in files if p.name != BUNDLED_NAME]
         return ([self.bundled_path] if self.bundled_path.is_file() else []) + others
 
-    def choices(self) -> list[tuple[str, str]]:
-        """(label, key) pairs for the model dropdown."""
-        items = [(("bundled: " if p == self.bundled_path else "local: ") + p.stem, f"file:{p}")
-                 for p in self.local_checkpoints()]  # fmt: skip
-        items += [(f"official: {name} ({e.training}, {e.data})", f"zoo:{name}") for name, e in ZOO.items() if e.loadable]
-        items.append(("untrained cast_small (random weights — placeholder)", UNTRAINED_KEY))
+    def choices(self, kind: str | None = None) -> list[tuple[str, str]]:
+        """(label, key) pairs for a model dropdown: official entries say whether they are on this machine or
+        how large their download is. `kind` "vit" lists the ViT baselines only, "cast" CAST models only."""
+        items = [] if kind == "vit" else [(("bundled: " if p == self.bundled_path else "local: ") + p.stem, f"file:{p}")
+                                          for p in self.local_checkpoints()]  # fmt: skip
+        for name, entry in ZOO.items():
+            if entry.loadable and kind in (None, entry.kind):
+                where = "on this machine" if self.downloads.is_local(name) else f"download ~{entry.expected_size / 1e6:,.0f} MB"
+                items.append((f"official: {name} ({entry.training}, {entry.data}) — {where}", f"zoo:{name}"))
+        if kind != "vit":
+            items.append(("untrained cast_small (random weights — placeholder)", UNTRAINED_KEY))
         return items
 
     def bundled_key(self) -> str:
         return f"file:{self.bundled_path}" if self.bundled_path.is_file() else UNTRAINED_KEY
 
-    def default_key(self) -> str:
-        return self.bundled_key()
+    def needs_download(self, key: str) -> str | None:
+        """The zoo name behind a key when its weights are not on this machine yet, else None."""
+        kind, _, name = key.partition(":")
+        return name if kind == "zoo" and name in ZOO and not self.downloads.is_local(name) else None
 
     def describe(self, key: str) -> str:
         """A one-line description without loading anything."""

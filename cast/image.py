@@ -12,6 +12,7 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -38,38 +39,84 @@ _INPUT_MODES = ("center_crop", "full_frame")
 # --------------------------------------------------------------------------------------------
 
 
-def load_image(source: ImageSource) -> np.ndarray:
+@dataclass(frozen=True, eq=False)
+class ImageRead:
+    """A decoded image and how it was read.
+
+    `rgb` is (h, w, 3) uint8, possibly decoded at a reduced size (`scale` > 1: each side about 1/scale of
+    the original, by JPEG DCT scaling or Pillow's reduce); `original_size` is (H, W) of the full image after
+    EXIF orientation; `mode` / `format` are the file's own (e.g. "I;16" PNG, "CMYK" JPEG).
+    """
+
+    rgb: np.ndarray
+    name: str
+    original_size: tuple[int, int]
+    scale: int = 1
+    mode: str = ""
+    format: str = ""
+
+    def describe(self) -> str:
+        """One line for people: name, size, what was converted."""
+        h, w = self.original_size
+        notes = []
+        if self.mode and self.mode not in ("RGB",):
+            notes.append(f"{self.mode} converted to 8-bit RGB")
+        if self.scale > 1:
+            notes.append(f"decoded at 1/{self.scale} scale")
+        extra = f" ({'; '.join(notes)})" if notes else ""
+        return f"{self.name}: {self.format or 'array'} {w}×{h}{extra}"
+
+
+# (width, height) of the full image -> allowed reduction factor (1, 2, 4 or 8)
+ReductionPolicy = Callable[[int, int], int]
+
+
+def load_image(source: ImageSource, *, name: str | None = None) -> np.ndarray:
     """Load `source` as an (H, W, 3) uint8 RGB array, C-contiguous.
 
     Accepts a path, encoded bytes, a PIL image or a numpy array. EXIF orientation is applied,
     transparency is composited on white, and 16-bit / float data is scaled to 8 bits.
-    Raises `InvalidImageError` naming the file and the problem.
+    Raises `InvalidImageError` naming the file (`name`, default: the path) and the problem.
+    """
+    return read_image(source, name=name).rgb
+
+
+def read_image(source: ImageSource, *, name: str | None = None, reduction: ReductionPolicy | None = None) -> ImageRead:
+    """Like :func:`load_image`, with what was read; `reduction` lets large files decode at a reduced size.
+
+    The policy sees the full (width, height) from the header before any pixel is decoded; JPEGs then
+    decode at 1/2, 1/4 or 1/8 scale directly (DCT scaling: a fraction of the time and memory), other
+    formats decode fully and are reduced at once.
     """
     if isinstance(source, np.ndarray):
-        return _array_to_rgb(source, name="image")
+        rgb = _array_to_rgb(source, name=name or "image")
+        return ImageRead(rgb, name or "image", rgb.shape[:2], mode=str(source.dtype))
     if isinstance(source, Image.Image):
-        return _pil_to_rgb(source, name="image")
+        rgb = _pil_to_rgb(source, name=name or "image")
+        return ImageRead(rgb, name or "image", rgb.shape[:2], mode=source.mode, format=source.format or "")
     if isinstance(source, (bytes, bytearray)):
+        label = name or "image data"
         if not source:
-            raise InvalidImageError("image data is empty (0 bytes)")
-        return _decode(io.BytesIO(bytes(source)), name="image data")
+            raise InvalidImageError(f"{label}: the file is empty (0 bytes)")
+        return _decode(io.BytesIO(bytes(source)), label, reduction)
     if isinstance(source, (str, Path)):
         path = Path(source)
+        label = name or str(path)
         if not path.exists():
-            raise InvalidImageError(f"{path}: file does not exist")
+            raise InvalidImageError(f"{label}: file does not exist")
         if path.is_dir():
-            raise InvalidImageError(f"{path}: is a directory, not an image file")
+            raise InvalidImageError(f"{label}: is a directory, not an image file")
         if path.stat().st_size == 0:
-            raise InvalidImageError(f"{path}: file is empty (0 bytes)")
+            raise InvalidImageError(f"{label}: the file is empty (0 bytes)")
         with path.open("rb") as handle:
-            return _decode(handle, name=str(path))
+            return _decode(handle, label, reduction)
     raise InvalidImageError(
         f"cannot read an image from a {type(source).__name__}; "
         "pass a file path, bytes, a PIL image or a numpy array"
     )
 
 
-def _decode(stream: io.IOBase, name: str) -> np.ndarray:
+def _decode(stream: io.IOBase, name: str, reduction: ReductionPolicy | None = None) -> ImageRead:
     """Open and decode an encoded image, checking its size from the header before decoding."""
     try:
         with warnings.catch_warnings():
@@ -78,8 +125,18 @@ def _decode(stream: io.IOBase, name: str) -> np.ndarray:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(stream) as img:
                 _check_size(img.width, img.height, name)
+                mode, fmt = img.mode, img.format or ""
+                full = _oriented_size(img)
+                factor = reduction(full[1], full[0]) if reduction is not None else 1
+                scale = 1
+                if factor > 1 and fmt == "JPEG":
+                    img.draft("RGB" if img.mode in ("RGB", "YCbCr") else img.mode, (img.width // factor, img.height // factor))
+                    scale = max(1, round(_ratio(full, img)))
                 img.load()
-                return _pil_to_rgb(img, name=name)
+                if factor > 1 and fmt != "JPEG":
+                    img = img.reduce(factor)
+                    scale = factor
+                return ImageRead(_pil_to_rgb(img, name=name, check=False, owned=True), name, full, scale, mode, fmt)
     except InvalidImageError:
         raise
     except Image.DecompressionBombError as exc:
@@ -91,6 +148,21 @@ def _decode(stream: io.IOBase, name: str) -> np.ndarray:
         raise InvalidImageError(f"{name}: not an image file, or a format Pillow cannot read") from exc
     except _DECODE_ERRORS as exc:
         raise InvalidImageError(f"{name}: corrupt or truncated image file ({exc})") from exc
+
+
+def _oriented_size(img: Image.Image) -> tuple[int, int]:
+    """(H, W) of the image after its EXIF orientation is applied."""
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # a broken EXIF block only means no rotation
+        orientation = 1
+    w, h = img.size
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def _ratio(full: tuple[int, int], img: Image.Image) -> float:
+    """How much smaller the drafted image is than the full one (the larger side's ratio)."""
+    return max(full) / max(img.size)
 
 
 def _check_size(width: int, height: int, name: str) -> None:
@@ -106,13 +178,20 @@ def _check_size(width: int, height: int, name: str) -> None:
         )
 
 
-def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
-    """Convert a PIL image of any common mode to (H, W, 3) uint8 RGB."""
-    _check_size(img.width, img.height, name)
+def _pil_to_rgb(img: Image.Image, name: str, check: bool = True, owned: bool = False) -> np.ndarray:
+    """Convert a PIL image of any common mode to (H, W, 3) uint8 RGB.
+
+    `check` applies the size limits; `owned` (an image we opened ourselves) lets the EXIF rotation work
+    in place instead of on a copy, which matters for very large photos."""
+    if check:
+        _check_size(img.width, img.height, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = ImageOps.exif_transpose(img)
+            if owned:
+                ImageOps.exif_transpose(img, in_place=True)
+            else:
+                img = ImageOps.exif_transpose(img)
         if img.mode in _SIXTEEN_BIT_MODES or img.mode in ("I", "F"):
             values = np.asarray(img)
             if img.mode == "I" and values.size and values.min() >= 0 and values.max() <= 65535:
@@ -121,6 +200,8 @@ def _pil_to_rgb(img: Image.Image, name: str) -> np.ndarray:
         if img.mode in _ALPHA_MODES or "transparency" in img.info:
             rgba = np.asarray(img.convert("RGBA"))
             return _composite_on_white(rgba[..., :3], rgba[..., 3])
+        if img.mode == "RGB":
+            return np.array(img, dtype=np.uint8, order="C")  # one copy, not convert() + copy
         # "1", "L", "CMYK", "YCbCr", ... : Pillow's own conversion (no ICC colour management).
         return np.array(img.convert("RGB"), dtype=np.uint8, order="C")
     except (InvalidImageError, Image.DecompressionBombError):
@@ -257,6 +338,17 @@ def prepare_input(rgb: np.ndarray, config: InputConfig) -> ModelInput:
         min(height, round((top + size) * scale_y)),
     )
     return ModelInput(pixels, crop_box, (height, width))
+
+
+def in_original_coordinates(model_input: ModelInput, original_size: tuple[int, int]) -> ModelInput:
+    """The same model input with its crop box and size given for the full image, when it was decoded reduced."""
+    height, width = model_input.original_size
+    if (height, width) == tuple(original_size):
+        return model_input
+    sy, sx = original_size[0] / height, original_size[1] / width
+    x0, y0, x1, y1 = model_input.crop_box
+    box = (round(x0 * sx), round(y0 * sy), min(original_size[1], round(x1 * sx)), min(original_size[0], round(y1 * sy)))
+    return ModelInput(model_input.pixels, box, (int(original_size[0]), int(original_size[1])))
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:

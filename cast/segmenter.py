@@ -19,7 +19,7 @@ from torch import nn
 from .errors import SuperpixelError
 from .hierarchy import Hierarchy
 from .hierarchy.kmeans import kmeans_hierarchy
-from .image import InputConfig, ModelInput, load_image, prepare_input, to_tensor
+from .image import InputConfig, ModelInput, in_original_coordinates, prepare_input, read_image, to_tensor
 from .model import Cast, CastOutput, VitBaseline
 from .superpixels import SuperpixelConfig, compute_superpixels, validate_for_model
 
@@ -107,31 +107,50 @@ class Segmenter:
         provenance = {"checkpoint": cfg.get("zoo_name") or cfg.get("source"), **options.pop("provenance", {})}
         return cls(model, provenance=provenance, device=device, **options)
 
-    def run(self, image: Any) -> Hierarchy:
-        """Segment one image (path, bytes, PIL image or array) into a Hierarchy."""
-        return self.run_detailed(image).hierarchy
+    def run(self, image: Any, *, name: str | None = None) -> Hierarchy:
+        """Segment one image (path, bytes, PIL image or array) into a Hierarchy; `name` is used in messages."""
+        return self.run_detailed(image, name=name).hierarchy
 
-    def run_detailed(self, image: Any) -> SegmentResult:
+    def run_detailed(self, image: Any, *, name: str | None = None) -> SegmentResult:
         """Like :meth:`run`, also returning the model input, raw outputs and per-stage timings (ms)."""
         timings: dict[str, float] = {}
         t = time.perf_counter()
-        rgb = load_image(image)  # validates every source, arrays included (size limits, dtype, channels)
-        model_input = prepare_input(rgb, self.input_config)
-        canvas = _output_canvas(rgb, model_input, self.max_output_pixels)
+        # validates every source, arrays included (size limits, dtype, channels); large files decode reduced
+        read = read_image(image, name=name, reduction=self.reduction_for)
+        model_input = prepare_input(read.rgb, self.input_config)
+        canvas = _output_canvas(read.rgb, model_input, self.max_output_pixels)
+        model_input = in_original_coordinates(model_input, read.original_size)
         timings["decode"] = (time.perf_counter() - t) * 1000
-        return self._segment(model_input, canvas, timings)
+        source = {"source_name": read.name, "source": read.describe(), "decoded_scale": read.scale}
+        return self._segment(model_input, canvas, timings, extra=source)
+
+    def reduction_for(self, width: int, height: int) -> int:
+        """How much smaller a (width x height) image may be decoded: 1, 2, 4 or 8.
+
+        Only when the part the hierarchy describes still has `max_output_pixels` and the model input is
+        resized from at least twice its size; ordinary photos (up to ~20 MP) always decode in full."""
+        side = min(width, height)
+        region = side * side if self.input_config.mode == "center_crop" else width * height
+        factor = 1
+        for f in (2, 4, 8):
+            if region / (f * f) >= self.max_output_pixels and side / f >= 2 * self.input_config.size:
+                factor = f
+        return factor
 
     def rerun(self, previous: SegmentResult) -> SegmentResult:
         """This segmenter's model on exactly the pixels (and, for CAST, superpixels) of an earlier result."""
         reuse = None if self.is_vit else previous.superpixels
+        prov = previous.hierarchy.provenance
+        extra = {k: prov[k] for k in ("source_name", "source", "decoded_scale") if k in prov}
         return self._segment(previous.model_input, previous.hierarchy.image, {}, superpixels=reuse,
-                             canvas_shape=previous.hierarchy.shape)
+                             canvas_shape=previous.hierarchy.shape, extra=extra)
 
     def _segment(self, model_input: ModelInput, canvas: np.ndarray | None, timings: dict[str, float], *,
-                 superpixels: np.ndarray | None = None, canvas_shape: tuple[int, int] | None = None) -> SegmentResult:
+                 superpixels: np.ndarray | None = None, canvas_shape: tuple[int, int] | None = None,
+                 extra: dict[str, Any] | None = None) -> SegmentResult:
         shape = canvas.shape[:2] if canvas is not None else canvas_shape
         if self.is_vit:
-            return self._segment_vit(model_input, canvas, shape, timings)
+            return self._segment_vit(model_input, canvas, shape, timings, extra or {})
         if superpixels is None:
             t = time.perf_counter()
             superpixels = compute_superpixels(model_input.pixels, self.superpixel_config)
@@ -146,13 +165,13 @@ class Segmenter:
             _upsample_labels(superpixels, *shape),
             [lg[0].float().cpu().numpy() for lg in output.logits],
             image=canvas,
-            provenance=self.describe(model_input, superpixels),
+            provenance={**self.describe(model_input, superpixels), **(extra or {})},
         )
         timings["hierarchy"] = (time.perf_counter() - t) * 1000
         return SegmentResult(hierarchy, model_input, superpixels, output, timings)
 
     def _segment_vit(self, model_input: ModelInput, canvas: np.ndarray | None, shape: tuple[int, int],
-                     timings: dict[str, float]) -> SegmentResult:
+                     timings: dict[str, float], extra: dict[str, Any]) -> SegmentResult:
         t = time.perf_counter()
         with torch.inference_mode():
             features = self.model.token_features(to_tensor(model_input.pixels).to(self.device))
@@ -165,7 +184,7 @@ class Segmenter:
         identity = np.arange(int(level1.max()) + 1)
         hierarchy = Hierarchy.from_parents(
             _upsample_labels(level1, *shape), [identity, *(p.numpy() for p in parents)], image=canvas,
-            provenance=self.describe(model_input, level1), base_name="k-means clusters",
+            provenance={**self.describe(model_input, level1), **extra}, base_name="k-means clusters",
         )
         timings["hierarchy"] = (time.perf_counter() - t) * 1000
         return SegmentResult(hierarchy, model_input, level1, features, timings)

@@ -22,13 +22,19 @@ def free_port() -> int:
 
 @contextmanager
 def running_app(log_path: Path, extra_env: dict[str, str] | None = None, timeout: float = 120.0) -> Iterator[str]:
-    """Yield the base URL of `python app.py` listening on 127.0.0.1; stop it afterwards."""
+    """Yield the base URL of `python app.py` listening on 127.0.0.1; stop it afterwards.
+
+    Offline, with its own empty Hugging Face cache and converted-copy folder next to the log (so what the
+    developer has downloaded does not change the default model), unless `extra_env` says otherwise."""
     port = free_port()
+    caches = log_path.parent / f"{log_path.stem}-caches"
     env = {
         **os.environ,
         "GRADIO_SERVER_NAME": "127.0.0.1",
         "GRADIO_SERVER_PORT": str(port),
         "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(caches / "hf"),
+        "CAST_EXPLORER_CACHE": str(caches / "cast_explorer"),
         "GRADIO_ANALYTICS_ENABLED": "False",
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),

@@ -118,9 +118,7 @@ def set_slider(page: Page, elem_id: str, value: int) -> None:
 
 def test_upload_segment_slide_click(page: Page) -> None:
     start = time.perf_counter()
-    page.locator("#image_in input[type=file]").set_input_files(str(ASSET))
-    page.wait_for_timeout(500)
-    page.click("#segment")
+    page.locator("#image_in input[type=file]").set_input_files(str(ASSET))  # segments at once, no button
     picture = page.locator("#picture img")
     expect(picture).to_be_visible(timeout=60_000)
     expect(page.locator("#timings")).to_contain_text("forward", timeout=60_000)
@@ -153,10 +151,11 @@ def test_bad_upload_keeps_previous_results(page: Page, tmp_path: Path) -> None:
     panel_before = page.locator("#panel").inner_text()
     broken = tmp_path / "not_an_image.png"
     broken.write_bytes(b"this is not a PNG at all")
-    page.locator("#file_in input[type=file]").set_input_files(str(broken))
-    page.wait_for_timeout(500)
-    page.click("#segment")
-    expect(page.locator("#notice")).to_contain_text(re.compile("not an image|cannot|unreadable|not a", re.I), timeout=30_000)
+    page.locator("#image_in input[type=file]").set_input_files(str(broken))
+    notice = page.locator("#notice")
+    expect(notice).to_contain_text(re.compile("not an image|cannot|unreadable|not a", re.I), timeout=30_000)
+    expect(notice).to_contain_text("not_an_image.png")  # our message names the file ...
+    assert "/tmp" not in notice.inner_text()  # ... and never a server path
     assert page.locator("#panel").inner_text() == panel_before
     expect(page.locator("#picture img")).to_be_visible()
     page.screenshot(path=str(SHOTS / "4_bad_input.png"), full_page=True)

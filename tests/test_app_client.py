@@ -66,7 +66,7 @@ def test_eight_concurrent_sessions_get_their_own_results(app_url: str, tmp_path:
     def one_session(i: int) -> None:
         try:
             client = Client(app_url, verbose=False, download_files=str(tmp_path / f"dl{i}"))
-            client.predict(handle_file(str(paths[i])), None, None, None, "seeds", 196, 224, "center_crop", 1, "fill", 0.6,
+            client.predict(handle_file(str(paths[i])), None, None, "seeds", 196, 224, "center_crop", 1, "fill", 0.6,
                            api_name="/segment")
             results[i] = client.predict(1, 40, 60, api_name="/select")
         except BaseException as err:  # noqa: BLE001 - collected and reported below
@@ -93,17 +93,17 @@ def test_bad_inputs_give_notices_and_keep_results(app_url: str, tmp_path: Path) 
     good = tmp_path / "good.png"
     Image.fromarray(data.coffee()).save(good)
     args = ("seeds", 196, 224, "center_crop", 1, "fill", 0.6)
-    client.predict(handle_file(str(good)), None, None, None, *args, api_name="/segment")
+    client.predict(handle_file(str(good)), None, None, *args, api_name="/segment")
     before = client.predict(1, 100, 100, api_name="/select")
 
     tiny = tmp_path / "one_pixel.png"
     Image.new("RGB", (1, 1), (200, 10, 10)).save(tiny)
-    out = client.predict(None, handle_file(str(tiny)), None, None, *args, api_name="/segment")
-    assert "1x1" in out[-1]
+    out = client.predict(handle_file(str(tiny)), None, None, *args, api_name="/segment")
+    assert "1x1" in out[-1] and "one_pixel.png" in out[-1] and "/tmp" not in out[-1]  # our message, no server path
 
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
-    out = client.predict(handle_file(str(good)), None, None, handle_file(str(broken)), *args, api_name="/segment")
+    out = client.predict(handle_file(str(good)), None, handle_file(str(broken)), *args, api_name="/segment")
     assert "broken.safetensors" in out[-1]
 
     assert client.predict(1, 100, 100, api_name="/select") == before  # previous results intact
@@ -123,20 +123,19 @@ def test_ground_truth_mask_scores_every_level(app_url: str, tmp_path: Path) -> N
     Image.fromarray(img).save(tmp_path / "coffee.png")
     mask = (img.mean(axis=2) > 120).astype(np.uint8)  # bright cup/saucer vs dark table: an honest rough mask
     Image.fromarray(mask * 255).save(tmp_path / "mask.png")
-    client.predict(handle_file(str(tmp_path / "coffee.png")), None, None, None, "seeds", 196, 224, "center_crop", 1,
-                   "fill", 0.6, api_name="/segment")
+    client.predict(handle_file(str(tmp_path / "coffee.png")), api_name="/segment")  # every other input has a default
     table, notice = client.predict(handle_file(str(tmp_path / "mask.png")), api_name="/score_ground_truth")
     assert not notice, notice
-    assert "Best level" in table and "superpixels" in table and "8 segments" in table
+    assert "best level" in table and "this model" in table and "| 4 |" in table
 
 
 def test_side_by_side_comparison_reuses_the_same_superpixels(app_url: str, tmp_path: Path) -> None:
     from gradio_client import Client, handle_file
 
     client = Client(app_url, verbose=False, download_files=str(tmp_path / "dl"))
-    client.predict(handle_file(str(REPO_ROOT / "assets" / "rocket.jpg")), None, None, None, "seeds", 196, 224,
+    client.predict(handle_file(str(REPO_ROOT / "assets" / "rocket.jpg")), None, None, "seeds", 196, 224,
                    "center_crop", 0, "boundaries", 0.6, api_name="/segment")
-    left, right, info, notice = client.predict("untrained:cast_small", 0, "boundaries", 0.6, api_name="/compare")
+    left, right, info, notice = client.predict("untrained:cast_small", api_name="/compare")
     assert not notice, notice
     # level 0 is the superpixels, shared by both sides: the pictures are identical
     assert np.array_equal(np.asarray(Image.open(left)), np.asarray(Image.open(right)))

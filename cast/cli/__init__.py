@@ -43,6 +43,9 @@ def run_parser(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `cast list | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
     except (CastError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,124 @@
+"""Downloads of published checkpoints in background threads, with progress and cancellation, shared by sessions.
+
+One `DownloadManager` per app (made in build_app, passed to whoever needs it; no module state). Each
+download runs `cast.weights.hub.fetch_pretrained` in its own thread; the UI polls `state(name)`.
+Starting a download that is already running joins it.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from cast.errors import CastError
+from cast.weights.hub import DownloadProgress, fetch_pretrained, local_status
+from cast.weights.zoo import ZOO
+
+ACTIVE = "downloading"
+
+
+@dataclass(frozen=True)
+class DownloadState:
+    """Where one download stands: downloading / ready / failed / cancelled, bytes so far and in all."""
+
+    name: str
+    status: str = ACTIVE
+    downloaded: int = 0
+    total: int | None = None
+    error: str = ""
+    started: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.status == ACTIVE
+
+    @property
+    def fraction(self) -> float | None:
+        return None if not self.total else min(1.0, self.downloaded / self.total)
+
+    def describe(self) -> str:
+        """One line for the UI: '<name>: 45 % of 2,076 MB', 'ready', or the error."""
+        if self.status == ACTIVE:
+            size = f"{self.total / 1e6:,.0f} MB" if self.total else "size unknown"
+            done = f"{self.fraction:.0%} of {size}" if self.fraction is not None else f"{self.downloaded / 1e6:,.0f} MB"
+            return f"downloading {self.name}: {done}"
+        if self.status == "ready":
+            return f"{self.name} is ready"
+        if self.status == "cancelled":
+            return f"download of {self.name} cancelled (it resumes where it stopped next time)"
+        return f"download of {self.name} failed: {self.error}"
+
+
+class DownloadManager:
+    """Runs and tracks background downloads; thread-safe."""
+
+    def __init__(self, fetch: Callable[..., object] = fetch_pretrained) -> None:
+        self._fetch = fetch
+        self._states: dict[str, DownloadState] = {}
+        self._cancel: dict[str, threading.Event] = {}
+        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+
+    def is_local(self, name: str) -> bool:
+        """Converted or in the Hugging Face cache already (no network)."""
+        try:
+            return local_status(name) is not None
+        except CastError:
+            return False
+
+    def start(self, name: str) -> DownloadState:
+        """Start fetching a zoo entry (or join the running download); returns its state."""
+        if name not in ZOO:
+            raise CastError(f"unknown published model {name!r}")
+        with self._lock:
+            state = self._states.get(name)
+            if state is not None and state.active:
+                return state
+            self._states[name] = DownloadState(name, total=ZOO[name].expected_size or None, started=time.time())
+            self._cancel[name] = threading.Event()
+            thread = threading.Thread(target=self._run, args=(name,), name=f"download-{name}", daemon=True)
+            self._threads[name] = thread
+        thread.start()
+        return self.state(name)
+
+    def cancel(self, name: str) -> None:
+        """Ask a running download to stop at its next chunk."""
+        with self._lock:
+            event = self._cancel.get(name)
+        if event is not None:
+            event.set()
+
+    def state(self, name: str) -> DownloadState | None:
+        with self._lock:
+            return self._states.get(name)
+
+    def active(self) -> list[DownloadState]:
+        with self._lock:
+            return [s for s in self._states.values() if s.active]
+
+    def wait(self, name: str, timeout: float | None = None) -> DownloadState | None:
+        """Block until the download ends (tests, the CLI); returns its final state."""
+        thread = self._threads.get(name)
+        if thread is not None:
+            thread.join(timeout)
+        return self.state(name)
+
+    def _update(self, name: str, **changes: object) -> None:
+        with self._lock:
+            self._states[name] = replace(self._states[name], **changes)
+
+    def _run(self, name: str) -> None:
+        def progress(p: DownloadProgress) -> None:
+            self._update(name, downloaded=p.downloaded, total=p.total or self._states[name].total)
+
+        try:
+            self._fetch(name, progress=progress, should_stop=self._cancel[name].is_set)
+        except CastError as err:
+            cancelled = self._cancel[name].is_set()
+            self._update(name, status="cancelled" if cancelled else "failed", error=str(err))
+            return
+        except Exception as err:  # a bug or an unexpected failure: reported, never kills the app
+            self._update(name, status="failed", error=f"{type(err).__name__}: {err}")
+            return
+        self._update(name, status="ready")

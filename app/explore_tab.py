@@ -1,0 +1,299 @@
+"""The Explore tab: one image, its hierarchy, clicks, a second model side by side (e.g. CAST vs ViT), exports.
+
+Every callback is a few lines over the library; results live in per-session gr.State values.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from cast.datasets import load_label_mask
+from cast.errors import CastError
+from cast.evaluation import align_ground_truth, level_metrics
+from cast.export import export_zip
+from cast.image import InputConfig
+from cast.render import partition_figure, tree_figure
+from cast.segmenter import Segmenter, recorded_superpixels
+from cast.superpixels import SuperpixelConfig
+
+from .components import OriginalImage, UploadedFile
+from .config import AppConfig
+from .models import ModelCatalog, ModelHandle
+from .notices import Notice, keeps_session
+from .session import ExplorerSession
+from .texts import level_label, panel_markdown, scores_markdown, segment_markdown, status_markdown, timings_markdown
+
+VIEW_LABELS = {
+    "fill": "filled colours",
+    "boundaries": "boundaries",
+    "all_boundaries": "all levels' boundaries",
+    "grid": "grid of every level",
+    "boundary_map": "hierarchy boundary map (UCM)",
+    "confidence": "parent-assignment confidence",
+}
+IMAGE_FORMATS = "PNG (8/16-bit), JPEG (incl. CMYK), TIFF, WebP, GIF, BMP"
+
+
+@dataclass
+class ExploreControls:
+    """What other tabs need from this one."""
+
+    image_in: OriginalImage
+    model_in: gr.Dropdown
+    model_key_state: gr.State
+    compare_model: gr.Dropdown
+    status: gr.Markdown
+    downloads_md: gr.Markdown
+    download_timer: gr.Timer
+
+
+def ensure_model(catalog: ModelCatalog, key: str, progress: gr.Progress | None = None) -> ModelHandle:
+    """The model behind a picker key, downloading its official weights first (with a progress bar) if needed."""
+    name = catalog.needs_download(key)
+    if name is not None:
+        state = catalog.downloads.start(name)
+        while state is not None and state.active:
+            if progress is not None:
+                progress(state.fraction or 0.0, desc=state.describe())
+            time.sleep(0.25)
+            state = catalog.downloads.state(name)
+        if state is None or state.status != "ready":
+            raise Notice(f"{state.describe() if state else name + ' could not be downloaded'}. Kept the current model.")
+    return catalog.load(key)
+
+
+def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str) -> ExploreControls:
+    """Add the Explore tab to the current Blocks and wire its events."""
+    examples = sorted(str(p) for p in config.assets_dir.glob("*.jpg")) if config.assets_dir.is_dir() else []
+    session_state = gr.State(None)
+    compare_state = gr.State(None)  # the other model's ExplorerSession on the same pixels
+    model_key_state = gr.State(default_key)  # the model in use: a failed download goes back to it
+    status = gr.Markdown(status_markdown(None, catalog.describe(default_key)), elem_id="status")
+    downloads_md = gr.Markdown(catalog.default_status(), elem_id="downloads")
+    notice = gr.Markdown("", elem_id="notice")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            image_in = OriginalImage(label=f"Image — drop, paste or click ({IMAGE_FORMATS})", type="filepath",
+                                     sources=["upload", "clipboard"], height=260, elem_id="image_in")
+            if examples:
+                gr.Examples(examples=examples, inputs=image_in, label="Example photographs")
+            with gr.Accordion("Model and superpixels", open=True):
+                model_in = gr.Dropdown(catalog.choices(), value=default_key, label="Model", elem_id="model")
+                cancel_download = gr.Button("Cancel download", size="sm", visible=bool(catalog.downloads.active()),
+                                            elem_id="cancel_download")
+                ckpt_in = gr.File(label="…or upload a checkpoint (.safetensors / .pth)", type="filepath",
+                                  file_types=[".safetensors", ".pth", ".pt", ".tar", ".bin"])
+                method_in = gr.Radio(["seeds", "slic"], value="seeds", label="Superpixel method",
+                                     info="SEEDS is what the published models were trained with")
+                count_in = gr.Slider(64, 400, value=196, step=1, label="Superpixels requested")
+                size_in = gr.Dropdown([224, 320, 448], value=224, label="Input resolution",
+                                      info="224 is the trained size; others resize the position table")
+                mode_in = gr.Radio([("centre crop (official)", "center_crop"), ("full frame (squashed)", "full_frame")],
+                                   value="center_crop", label="Framing")
+            run_btn = gr.Button("Segment again with these settings", variant="primary", elem_id="segment")
+        with gr.Column(scale=2, min_width=400):
+            picture = gr.Image(label="Hierarchy", type="numpy", format="png", interactive=False, elem_id="picture")
+            level_in = gr.Slider(0, 4, value=1, step=1, label="Level (0 = superpixels … 4 = 8 segments)", elem_id="level")
+            level_md = gr.Markdown("", elem_id="level_name")
+            with gr.Row():
+                view_in = gr.Dropdown([(v, k) for k, v in VIEW_LABELS.items()], value="fill", label="View")
+                opacity_in = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Opacity")
+            timings = gr.Markdown("", elem_id="timings")
+            with gr.Accordion("Side by side: CAST vs the ViT baseline, or any two models", open=False):
+                with gr.Row():
+                    compare_model = gr.Dropdown(catalog.choices(), value=_default_compare(catalog), label="Compare with",
+                                                elem_id="compare_model")
+                    compare_btn = gr.Button("Compare on this image", elem_id="compare")
+                with gr.Row():
+                    compare_a = gr.Image(label="This model", type="numpy", format="png", interactive=False,
+                                         elem_id="compare_a")
+                    compare_b = gr.Image(label="Other model (click a segment)", type="numpy", format="png",
+                                         interactive=False, elem_id="compare_b")
+                compare_info = gr.Markdown("", elem_id="compare_info")
+            with gr.Row():
+                export_btn = gr.Button("Export everything (ZIP)")
+                export_file = gr.File(label="Export", interactive=False)
+        with gr.Column(scale=2, min_width=320):
+            panel = gr.Markdown(panel_markdown(None), elem_id="panel")
+            with gr.Accordion("Compare with a ground-truth mask", open=False):
+                gt_in = gr.File(label="Ground-truth mask (PNG, for the original image)", type="filepath",
+                                file_types=[".png", ".bmp", ".tif", ".tiff"])
+                gt_scores = gr.Markdown("", elem_id="gt_scores")
+            tree_plot = gr.Plot(label="Segment tree", elem_id="tree")
+            partition_plot = gr.Plot(label="Hierarchy (icicle)", elem_id="icicle")
+    download_timer = gr.Timer(2.0, active=bool(catalog.downloads.active()))
+
+    view_outputs = [session_state, picture, panel, tree_plot, partition_plot, level_md, timings, status]
+    compare_outputs = [compare_a, compare_b, compare_info]
+
+    def refresh(session: ExplorerSession, figures: bool = True) -> tuple:
+        pic = session.picture()
+        sel = None if session.selection is None else (session.selection.level, session.selection.segment)
+        trees = (tree_figure(session.hierarchy, sel), partition_figure(session.hierarchy, sel)) if figures else (gr.skip(), gr.skip())
+        return (session, pic, panel_markdown(session), *trees, level_label(session, session.view.level),
+                timings_markdown(session), status_markdown(session, session.model_summary))
+
+    def compare_pictures(session: ExplorerSession, other: ExplorerSession | None) -> tuple:
+        if other is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        other = other.with_view(level=session.view.level, view=session.view.view, opacity=session.view.opacity)
+        info = other.selected_info()
+        text = f"**Left:** {session.model_summary}  \n**Right:** {other.model_summary}"
+        if info is not None:
+            text += "\n\n" + "\n".join(segment_markdown(info, title="Right:"))
+        return session.picture(), other.picture(), text
+
+    @keeps_session(len(view_outputs) + 2)
+    def segment(upload: UploadedFile | None, model_key=None, ckpt_path=None, method="seeds", count=196, size=224,
+                mode="center_crop", level=1, view="fill", opacity=0.6, progress=gr.Progress()):
+        if upload is None:
+            raise Notice("Upload an image (or pick an example) first.")
+        handle = catalog.load_file(ckpt_path) if ckpt_path else ensure_model(catalog, model_key or default_key, progress)
+        recorded = recorded_superpixels(handle.model) or SuperpixelConfig.official()
+        superpixels = dataclasses.replace(recorded, method=method, num_superpixels=int(count))
+        segmenter = Segmenter(handle.model, superpixels, InputConfig(size=int(size), mode=mode), provenance=handle.provenance)
+        result = segmenter.run_detailed(upload.path, name=upload.name)
+        session = ExplorerSession.create(result, handle.summary, handle.top_classes(result.output))
+        session = session.with_view(level=int(level), view=view, opacity=float(opacity))
+        message = f"ℹ️ {handle.notice}" if handle.notice else ""
+        if handle.notice:
+            gr.Info(handle.notice)
+        return (*refresh(session), model_key, message)
+
+    @keeps_session(len(view_outputs) + len(compare_outputs) + 1)
+    def change_view(session, other, level, view, opacity):
+        if session is None:
+            return (*([gr.skip()] * (len(view_outputs) + len(compare_outputs))), "")
+        session = session.with_view(level=int(level), view=view, opacity=float(opacity))
+        figures = session.selection is not None and session.selection.level != int(level)
+        if figures:
+            session = session.clear_selection()
+        if other is not None and other.selection is not None and other.selection.level != int(level):
+            other = other.clear_selection()
+        return (*refresh(session, figures=figures), *compare_pictures(session, other), "")
+
+    @keeps_session(len(view_outputs) + len(compare_outputs) + 1)
+    def click(session, other, evt: gr.SelectData):
+        if session is None:
+            raise Notice("Segment an image first.")
+        session = session.select_at(*evt.index)
+        return (*refresh(session), *compare_pictures(session, other), "")
+
+    @keeps_session(len(compare_outputs) + 2)
+    def click_other(session, other, evt: gr.SelectData):
+        if session is None or other is None:
+            raise Notice("Compare two models first.")
+        other = other.with_view(level=session.view.level).select_at(*evt.index)
+        return (other, *compare_pictures(session, other), "")
+
+    @keeps_session(len(compare_outputs) + 2)
+    def compare(session, other_key, progress=gr.Progress()):
+        if session is None:
+            raise Notice("Segment an image first, then compare.")
+        other = ensure_model(catalog, other_key, progress)
+        theirs = Segmenter(other.model, provenance=other.provenance).rerun(session.result)
+        other_session = ExplorerSession.create(theirs, other.summary).with_view(**dataclasses.asdict(session.view))
+        return (other_session, *compare_pictures(session.clear_selection(), other_session), "")
+
+    @keeps_session(3)
+    def choose_model(key, previous, progress=gr.Progress()):
+        """A model picked in the dropdown: fetch its weights now (with progress); a failure keeps the old one."""
+        try:
+            handle = ensure_model(catalog, key, progress)
+        except (CastError, Notice) as err:
+            gr.Warning(str(err))
+            return previous, gr.update(value=previous, choices=catalog.choices()), f"⚠️ {err}"
+        message = f"ℹ️ {handle.notice}" if handle.notice else f"Model ready: {handle.summary}"
+        return key, gr.update(choices=catalog.choices()), message
+
+    @keeps_session(2)
+    def export(session):
+        if session is None:
+            raise Notice("Nothing to export yet: segment an image first.")
+        out_dir = Path(tempfile.mkdtemp(prefix="cast-export-"))
+        stem = Path(str(session.hierarchy.provenance.get("source_name", "image"))).stem or "image"
+        return str(export_zip(session.hierarchy, out_dir / f"{stem}_cast.zip", stem=stem)), ""
+
+    @keeps_session(2)
+    def score_ground_truth(session, other, gt_path):
+        if session is None or gt_path is None:
+            raise Notice("Segment an image and upload its ground-truth mask.")
+        mask = load_label_mask(gt_path)
+        columns = [("this model", level_metrics(session.hierarchy, align_ground_truth(mask, session.hierarchy)))]
+        if other is not None:
+            columns.append(("other model", level_metrics(other.hierarchy, align_ground_truth(mask, other.hierarchy))))
+        return scores_markdown(columns), ""
+
+    def tick():
+        active = bool(catalog.downloads.active())
+        return catalog.default_status(), gr.Timer(active=active), gr.update(visible=active)
+
+    def before_choice(key):
+        """Show the download bar's companions (status ticks, cancel) when the choice needs a download."""
+        downloading = catalog.needs_download(key) is not None
+        return gr.Timer(active=downloading or bool(catalog.downloads.active())), gr.update(visible=downloading)
+
+    seg_inputs = [image_in, model_in, ckpt_in, method_in, count_in, size_in, mode_in, level_in, view_in, opacity_in]
+    seg_outputs = [*view_outputs, model_key_state, notice]
+    run_btn.click(segment, seg_inputs, seg_outputs, api_name="segment")
+    image_in.change(segment, seg_inputs, seg_outputs, api_visibility="private")  # an upload or example starts at once
+    view_inputs = [session_state, compare_state, level_in, view_in, opacity_in]
+    for control in (level_in, view_in, opacity_in):
+        control.change(change_view, view_inputs, [*view_outputs, *compare_outputs, notice],
+                       api_name="set_view" if control is level_in else False, show_progress="hidden")
+    picture.select(click, [session_state, compare_state], [*view_outputs, *compare_outputs, notice],
+                   api_visibility="private", show_progress="hidden")
+    compare_a.select(click, [session_state, compare_state], [*view_outputs, *compare_outputs, notice],
+                     api_visibility="private", show_progress="hidden")
+    compare_b.select(click_other, [session_state, compare_state], [compare_state, *compare_outputs, notice],
+                     api_visibility="private", show_progress="hidden")
+    compare_btn.click(compare, [session_state, compare_model], [compare_state, *compare_outputs, notice], api_name="compare")
+    model_in.input(before_choice, [model_in], [download_timer, cancel_download], api_visibility="private").then(
+        choose_model, [model_in, model_key_state], [model_key_state, model_in, notice], api_visibility="private").then(
+        lambda: gr.update(visible=bool(catalog.downloads.active())), None, [cancel_download], api_visibility="private")
+    cancel_download.click(lambda key: _cancel(catalog, key), [model_in], [notice], api_name="cancel_download")
+    export_btn.click(export, [session_state], [export_file, notice], api_name="export")
+    gt_in.change(score_ground_truth, [session_state, compare_state, gt_in], [gt_scores, notice], api_name="score_ground_truth")
+    download_timer.tick(tick, None, [downloads_md, download_timer, cancel_download], show_progress="hidden",
+                        api_visibility="private")
+
+    def select_api(session, level, x, y):
+        """Scripted click: select the segment under (x, y) at `level`; returns its record."""
+        if session is None:
+            raise gr.Error("Segment an image first.")
+        session = session.select_at(int(x), int(y), int(level))
+        return session, session.selected_info()
+
+    select_json = gr.JSON(visible=False)
+    gr.Button(visible=False).click(select_api, [session_state, level_in, gr.Number(visible=False), gr.Number(visible=False)],
+                                   [session_state, select_json], api_name="select")
+    return ExploreControls(image_in, model_in, model_key_state, compare_model, status, downloads_md, download_timer)
+
+
+def _default_compare(catalog: ModelCatalog) -> str:
+    """The paper's comparison: the ViT-S baseline (local files of ours first, then the published one)."""
+    vit = [key for _, key in catalog.choices(kind="vit")]
+    local = [key for key in vit if key.startswith("file:")]
+    return (local or vit or [catalog.bundled_key()])[0]
+
+
+def _cancel(catalog: ModelCatalog, key: str) -> str:
+    name = catalog.needs_download(key) if key else None
+    if name is None:
+        return "Nothing is downloading for this choice."
+    catalog.downloads.cancel(name)
+    return f"Cancelling the download of {name}…"
+
+
+def page_load_updates(catalog: ModelCatalog) -> tuple[Any, ...]:
+    """Per page load: the current default model (an official one once its download finished) and fresh labels."""
+    key = catalog.default_key()
+    return (gr.update(value=key, choices=catalog.choices()), key, gr.update(choices=catalog.choices()),
+            status_markdown(None, catalog.describe(key)), catalog.default_status(),
+            gr.Timer(active=bool(catalog.downloads.active())))

@@ -1,1 +1,0 @@
-"""The CAST Explorer Gradio app: thin callbacks over the `cast` library."""
