@@ -16,6 +16,7 @@ from cast.weights.hub import DownloadProgress, fetch_pretrained, local_status
 from cast.weights.zoo import ZOO
 
 ACTIVE = "downloading"
+LOCAL_STATUS_TTL_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -58,14 +59,23 @@ class DownloadManager:
         self._states: dict[str, DownloadState] = {}
         self._cancel: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
+        self._local: dict[str, tuple[bool, float]] = {}
         self._lock = threading.Lock()
 
     def is_local(self, name: str) -> bool:
-        """Converted or in the Hugging Face cache already (no network)."""
+        """Converted or in the Hugging Face cache already (no network; answers are reused for a few seconds)."""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._local.get(name)
+        if cached is not None and now - cached[1] < LOCAL_STATUS_TTL_S:
+            return cached[0]
         try:
-            return local_status(name) is not None
+            local = local_status(name) is not None
         except CastError:
-            return False
+            local = False
+        with self._lock:
+            self._local[name] = (local, now)
+        return local
 
     def start(self, name: str) -> DownloadState:
         """Start fetching a zoo entry (or join the running download); returns its state."""
@@ -121,4 +131,6 @@ class DownloadManager:
         except Exception as err:  # a bug or an unexpected failure: reported, never kills the app
             self._update(name, status="failed", error=f"{type(err).__name__}: {err}")
             return
+        with self._lock:
+            self._local.pop(name, None)
         self._update(name, status="ready")

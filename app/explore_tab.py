@@ -24,7 +24,7 @@ from cast.superpixels import SuperpixelConfig
 
 from .components import OriginalImage, UploadedFile
 from .config import AppConfig
-from .models import ModelCatalog, ModelHandle
+from .models import DEFAULT_KEY, ModelCatalog, ModelHandle
 from .notices import Notice, keeps_session
 from .session import ExplorerSession
 from .texts import level_label, panel_markdown, scores_markdown, segment_markdown, status_markdown, timings_markdown
@@ -73,7 +73,7 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
     examples = sorted(str(p) for p in config.assets_dir.glob("*.jpg")) if config.assets_dir.is_dir() else []
     session_state = gr.State(None)
     compare_state = gr.State(None)  # the other model's ExplorerSession on the same pixels
-    model_key_state = gr.State(default_key)  # the model in use: a failed download goes back to it
+    model_key_state = gr.State(DEFAULT_KEY)  # the model in use: a failed download goes back to it
     status = gr.Markdown(status_markdown(None, catalog.describe(default_key)), elem_id="status")
     downloads_md = gr.Markdown(catalog.default_status(), elem_id="downloads")
     notice = gr.Markdown("", elem_id="notice")
@@ -84,7 +84,7 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
             if examples:
                 gr.Examples(examples=examples, inputs=image_in, label="Example photographs")
             with gr.Accordion("Model and superpixels", open=True):
-                model_in = gr.Dropdown(catalog.choices(), value=default_key, label="Model", elem_id="model")
+                model_in = gr.Dropdown(catalog.choices(), value=DEFAULT_KEY, label="Model", elem_id="model")
                 cancel_download = gr.Button("Cancel download", size="sm", visible=bool(catalog.downloads.active()),
                                             elem_id="cancel_download")
                 ckpt_in = gr.File(label="…or upload a checkpoint (.safetensors / .pth)", type="filepath",
@@ -154,7 +154,7 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
                 mode="center_crop", level=1, view="fill", opacity=0.6, progress=gr.Progress()):
         if upload is None:
             raise Notice("Upload an image (or pick an example) first.")
-        handle = catalog.load_file(ckpt_path) if ckpt_path else ensure_model(catalog, model_key or default_key, progress)
+        handle = catalog.load_file(ckpt_path) if ckpt_path else ensure_model(catalog, model_key or DEFAULT_KEY, progress)
         recorded = recorded_superpixels(handle.model) or SuperpixelConfig.official()
         superpixels = dataclasses.replace(recorded, method=method, num_superpixels=int(count))
         segmenter = Segmenter(handle.model, superpixels, InputConfig(size=int(size), mode=mode), provenance=handle.provenance)
@@ -294,6 +294,6 @@ def _cancel(catalog: ModelCatalog, key: str) -> str:
 def page_load_updates(catalog: ModelCatalog) -> tuple[Any, ...]:
     """Per page load: the current default model (an official one once its download finished) and fresh labels."""
     key = catalog.default_key()
-    return (gr.update(value=key, choices=catalog.choices()), key, gr.update(choices=catalog.choices()),
+    return (gr.update(value=DEFAULT_KEY, choices=catalog.choices()), DEFAULT_KEY, gr.update(choices=catalog.choices()),
             status_markdown(None, catalog.describe(key)), catalog.default_status(),
             gr.Timer(active=bool(catalog.downloads.active())))

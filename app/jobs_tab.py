@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 
 from cast.train.jobs import Job, JobQueue
 
-from .models import UNTRAINED_KEY, ModelCatalog
+from .models import DEFAULT_KEY, UNTRAINED_KEY, ModelCatalog
 
 KIND_CHOICES = [("Self-supervised adaptation (MoCo-v3, unlabelled images)", "moco"),
                 ("Supervised fine-tune (DeiT-style, one folder per class)", "supervised"),
@@ -67,7 +67,7 @@ def build_jobs_tab(queue: JobQueue, catalog: ModelCatalog, model_pickers: list[g
             kind = gr.Radio(KIND_CHOICES, value="moco", label="Job", elem_id="job_kind")
             data_dir = gr.Textbox(label="Image folder on the server", elem_id="job_data")
             data_zip = gr.File(label="…or upload a ZIP of images", file_types=[".zip"], type="filepath")
-            base = gr.Dropdown(catalog.choices(), value=catalog.default_key(), label="Start from")
+            base = gr.Dropdown(catalog.choices(kind="cast"), value=DEFAULT_KEY, label="Start from")
             with gr.Row():
                 steps = gr.Number(20, label="Steps", precision=0, minimum=1, elem_id="job_steps")
                 batch = gr.Number(8, label="Batch size", precision=0, minimum=2, elem_id="job_batch")
@@ -88,9 +88,11 @@ def build_jobs_tab(queue: JobQueue, catalog: ModelCatalog, model_pickers: list[g
         job_id = job_id if job_id in ids else (ids[0] if ids else None)
         choices = catalog.choices()
         return ([job_row(queue, j) for j in jobs], gr.update(choices=ids, value=job_id), loss_figure(queue, job_id),
-                queue.log_tail(job_id) if job_id else "", *[gr.update(choices=choices)] * (len(model_pickers) + 1))
+                queue.log_tail(job_id) if job_id else "", *[gr.update(choices=choices)] * len(model_pickers),
+                gr.update(choices=catalog.choices(kind="cast")))
 
     def start_job(kind, data_dir, data_zip, model_key, steps, batch, name):
+        model_key = catalog.default_key() if model_key in (DEFAULT_KEY, None) else model_key
         job = queue.submit(kind, job_config(kind, data_dir, data_zip, model_key, steps, batch, name, catalog.checkpoints_dir))
         return job.id
 

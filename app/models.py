@@ -8,6 +8,7 @@ user as a notice; the library itself never substitutes a model.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -28,7 +29,10 @@ from cast.weights.zoo import DEFAULT_PREFERENCE, ZOO, ZooEntry
 
 from .downloads import DownloadManager
 
+log = logging.getLogger(__name__)
+
 UNTRAINED_KEY = "untrained:cast_small"
+DEFAULT_KEY = "default"  # whatever the default is when the request arrives (API clients that name no model)
 
 
 @dataclass(frozen=True)
@@ -152,8 +156,9 @@ class ModelCatalog:
     def choices(self, kind: str | None = None) -> list[tuple[str, str]]:
         """(label, key) pairs for a model dropdown: official entries say whether they are on this machine or
         how large their download is. `kind` "vit" lists the ViT baselines only, "cast" CAST models only."""
-        items = [] if kind == "vit" else [(("bundled: " if p == self.bundled_path else "local: ") + p.stem, f"file:{p}")
-                                          for p in self.local_checkpoints()]  # fmt: skip
+        items = [] if kind == "vit" else [(f"default — {self.describe(self.default_key())}", DEFAULT_KEY)]
+        items += [] if kind == "vit" else [(("bundled: " if p == self.bundled_path else "local: ") + p.stem, f"file:{p}")
+                                           for p in self.local_checkpoints()]  # fmt: skip
         for name, entry in ZOO.items():
             if entry.loadable and kind in (None, entry.kind):
                 where = "on this machine" if self.downloads.is_local(name) else f"download ~{entry.expected_size / 1e6:,.0f} MB"
@@ -167,22 +172,36 @@ class ModelCatalog:
 
     def needs_download(self, key: str) -> str | None:
         """The zoo name behind a key when its weights are not on this machine yet, else None."""
+        key = self.default_key() if key == DEFAULT_KEY else key
         kind, _, name = key.partition(":")
         return name if kind == "zoo" and name in ZOO and not self.downloads.is_local(name) else None
 
     def describe(self, key: str) -> str:
         """A one-line description without loading anything."""
-        labels = dict((k, label) for label, k in self.choices())
-        return labels.get(key, key)
+        kind, _, rest = key.partition(":")
+        if key == DEFAULT_KEY:
+            return self.describe(self.default_key())
+        if kind == "zoo" and rest in ZOO:
+            entry = ZOO[rest]
+            return f"official: {rest} ({entry.training}, {entry.data})"
+        if kind == "file":
+            return ("bundled: " if Path(rest) == self.bundled_path else "local: ") + Path(rest).stem
+        if key == UNTRAINED_KEY:
+            return "untrained cast_small (random weights — placeholder)"
+        return key
 
     def load(self, key: str) -> ModelHandle:
         """Load (or fetch from the cache) the model behind a dropdown key."""
+        key = self.default_key() if key == DEFAULT_KEY else key
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         handle = self._load_uncached(key)
-        warm_up(handle.model)
+        try:
+            warm_up(handle.model)
+        except Exception as err:  # a degenerate model still loads; its images then fail with a clear message
+            log.warning("warm-up of %s failed: %s", key, err)
         with self._lock:
             self._cache[key] = handle
             while len(self._cache) > self.cache_size:

@@ -6,9 +6,20 @@ format. A missing or empty folder fails the tests that need it: it is never a sk
 """
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
-import numpy as np
+# No test reaches the internet or the developer's own caches: offline by default, with empty caches of
+# the test run's own (tests that serve a local Hub turn this off for themselves). Set before anything
+# imports huggingface_hub, which reads these variables at import time.
+_CACHES = Path(tempfile.mkdtemp(prefix="cast-tests-"))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_CACHE"] = str(_CACHES / "hf")
+os.environ["CAST_EXPLORER_CACHE"] = str(_CACHES / "cast_explorer")
+os.environ.pop("CAST_DEFAULT_MODEL", None)
+
+import numpy as np  # noqa: E402
 import pytest
 import torch
 from reference import parity_dir, single_image_fixtures, vit_baseline_dir, vit_fixtures

@@ -15,6 +15,8 @@ from app_server import REPO_ROOT, running_app
 from playwright.sync_api import Page, expect, sync_playwright
 
 from cast.hierarchy import Hierarchy
+from cast.weights.vit import convert_vit_checkpoint
+from reference import tiny_vit_config, vit_baseline_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -32,6 +34,9 @@ def app_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     ckpts.mkdir()
     for f in (REPO_ROOT / "checkpoints").glob("*.safetensors"):
         shutil.copy(f, ckpts / f.name)
+    # the paper's ViT baseline for the side-by-side test: the tiny official MoCo ViT, converted to our format
+    convert_vit_checkpoint(vit_baseline_dir() / "tiny_vit_conv_moco.safetensors", ckpts / "vit_conv_tiny_test.safetensors",
+                           architecture=tiny_vit_config())
     return {"checkpoints": ckpts, "jobs": root / "jobs"}
 
 
@@ -145,6 +150,26 @@ def test_upload_segment_slide_click(page: Page) -> None:
     expect(tree).to_contain_text(want_seg, timeout=20_000)
     expect(tree).to_contain_text(want_parent)
     page.screenshot(path=str(SHOTS / "3_clicked.png"), full_page=True)
+
+
+def test_cast_vs_vit_side_by_side(page: Page) -> None:
+    """The paper's comparison on the same crop: CAST left, the ViT baseline's k-means hierarchy right, both clickable."""
+    page.get_by_text("Side by side: CAST vs the ViT baseline").click()
+    page.locator("#compare_model input").click()
+    page.get_by_role("option", name=re.compile("vit_conv_tiny_test")).click()
+    page.click("#compare")
+    right = page.locator("#compare_b img")
+    expect(right).to_be_visible(timeout=60_000)
+    info = page.locator("#compare_info")
+    expect(info).to_contain_text("ViT baseline", timeout=20_000)
+    right.scroll_into_view_if_needed()
+    x, y = image_point_to_page(page, "#compare_b img", 0.5, 0.5)
+    page.mouse.click(x, y)
+    expect(info).to_contain_text(re.compile(r"Right: L2:s\d\d"), timeout=20_000)
+    expect(info).to_contain_text("n/a (hard k-means assignment)")
+    expect(page.locator("#compare_a img")).to_be_visible()
+    page.locator("#compare_a").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "8_cast_vs_vit.png"), full_page=True)
 
 
 def test_bad_upload_keeps_previous_results(page: Page, tmp_path: Path) -> None:

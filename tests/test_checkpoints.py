@@ -14,11 +14,11 @@ import pickle
 import re
 import subprocess
 import sys
-from collections import OrderedDict
 from pathlib import Path
 
 import pytest
 import torch
+from official_layouts import deit_checkpoint, fake_state, moco_checkpoint
 from reference import first_single_fixture, official_tiny_state, read_manifest
 from safetensors.torch import load_file, save_file
 
@@ -44,81 +44,6 @@ from cast.weights.format import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-STAGE_KEY = re.compile(r"blocks(\d)\.(\d+)\.(.+)")
-
-
-# --------------------------------------------------------------------------------- fake files
-def _tensor(spec: dict, gen: torch.Generator, key: str, dense: bool) -> torch.Tensor:
-    shape, dtype = spec["shape"], getattr(torch, spec["dtype"])
-    if not dtype.is_floating_point:
-        return torch.randint(0, 1000, shape, generator=gen, dtype=dtype)
-    if not shape:
-        return torch.rand((), generator=gen)
-    if dense:
-        value = torch.randn(shape, generator=gen) * 0.02
-    else:  # one random row, repeated by a stride-0 view: tiny on disk, distinct per tensor
-        value = (torch.randn(shape[-1], generator=gen) * 0.02).expand(shape)
-    if key.endswith("running_var"):
-        value = value.abs() + 0.5
-    return value.to(dtype)
-
-
-def fake_state(spec: dict[str, dict], seed: int, dense_prefixes: tuple[str, ...] = ("",)) -> OrderedDict:
-    """Random tensors for a manifest state dict; cast.py duplicates blocksK.j ARE their blocks.j tensor."""
-    gen = torch.Generator().manual_seed(seed)
-    out: dict[str, torch.Tensor] = {}
-    for key, entry in spec.items():
-        prefix, _, local = key.rpartition("blocks")
-        m = STAGE_KEY.fullmatch("blocks" + local) if local else None
-        if m and f"{prefix}blocks.{m.group(2)}.{m.group(3)}" in spec:
-            continue  # filled from the twin below
-        out[key] = _tensor(entry, gen, key, dense=key.startswith(dense_prefixes))
-    ordered = OrderedDict()
-    for key in spec:
-        if key not in out:
-            prefix, _, local = key.rpartition("blocks")
-            m = STAGE_KEY.fullmatch("blocks" + local)
-            out[key] = out[f"{prefix}blocks.{m.group(2)}.{m.group(3)}"]
-        ordered[key] = out[key]
-    return ordered
-
-
-def _optimizer(manifest: dict) -> dict:
-    opt = manifest["optimizer"]
-    groups = []
-    for group in opt.get("param_groups") or [{"lr": 1e-3}] * opt.get("n_param_groups", 1):
-        group = dict(group)
-        n = opt.get("num_params_in_group") or 10
-        group["params"] = list(range(n))
-        groups.append(group)
-    entries = opt.get("state_entries") or 10
-    state = {i: {"exp_avg": torch.zeros(1), "exp_avg_sq": torch.zeros(1), "step": torch.tensor(1000.0)} for i in range(entries)}
-    return {"state": state, "param_groups": groups}
-
-
-def moco_checkpoint(manifest: dict, seed: int = 0, dense: bool = True) -> dict:
-    """The official MoCo training-checkpoint layout (spec §5.1), filled with random values."""
-    dense_prefixes = ("module.base_encoder.",) if dense else ("no-dense",)
-    sd = fake_state(manifest["state_dict"], seed, dense_prefixes)
-    example = manifest["top_level_example_values"]
-    scaler = dict(zip(manifest["scaler"]["keys"], (65536.0, 2.0, 0.5, 2000, 0)))
-    return {"epoch": example["epoch"], "arch": example["arch"], "state_dict": sd,
-            "optimizer": _optimizer(manifest), "scaler": scaler}  # fmt: skip
-
-
-def deit_checkpoint(manifest: dict, seed: int = 0) -> dict:
-    """The official DeiT best_checkpoint.pth layout (spec §5.2), args as an argparse.Namespace."""
-    args = argparse.Namespace(**{name: None for name in manifest["args_fields"]})
-    args.model, args.nb_classes, args.num_superpixels, args.epochs = "cast_small", 1000, 196, 300
-    return {
-        "model": fake_state(manifest["model"], seed),
-        "optimizer": _optimizer(manifest),
-        "lr_scheduler": {k: None for k in manifest["lr_scheduler_keys"]},
-        "epoch": 299,
-        "model_ema": fake_state(manifest["model"], seed + 1, dense_prefixes=("no-dense",)),
-        "scaler": {},
-        "args": args,
-    }
 
 
 def expected_source_key(ours: str, prefix: str, config, seg_layout: bool) -> str:

@@ -23,7 +23,8 @@ from cast.weights import load_checkpoint, zoo
 from cast.weights.hub import DownloadCancelled, DownloadProgress, fetch_pretrained, load_pretrained, local_status
 from cast.weights.zoo import ZooEntry
 from hub_server import COMMIT, HubServer
-from reference import first_single_fixture, tiny_model, tiny_moco_checkpoint
+from official_layouts import tiny_moco_checkpoint
+from reference import first_single_fixture, tiny_model
 
 REPO = "twke/CAST"
 FILENAME = "snapshots/moco/test/cast_tiny/checkpoint_0099.pth.tar"

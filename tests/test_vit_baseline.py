@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 from skimage import data
 
@@ -139,3 +140,19 @@ def test_full_size_official_layouts_load(vit_path: Path, tmp_path: Path, name: s
     assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), model.state_dict().values()))
     with pytest.raises(CheckpointError, match="ViT baseline"):
         cast.load_checkpoint(converted)  # the CAST loader says what the file is instead of failing obscurely
+
+
+def test_cli_segments_with_the_vit_baseline(tmp_path: Path, tiny_vit, capsys) -> None:
+    """`cast segment --model <ViT file or zoo name>` exports the ViT hierarchy like CAST's."""
+    from cast.cli import main
+    from cast.weights.format import CheckpointMetadata, save_cast_checkpoint
+
+    model_file = save_cast_checkpoint(tmp_path / "vit.safetensors", tiny_vit, metadata=CheckpointMetadata(trained=True))
+    image = tmp_path / "chelsea.png"
+    Image.fromarray(data.chelsea()).save(image)
+    assert main(["segment", str(image), "--out", str(tmp_path / "out"), "--model", str(model_file)]) == 0
+    provenance = json.loads((tmp_path / "out" / "chelsea" / "provenance.json").read_text())
+    assert provenance["superpixels"]["method"] == "vit_kmeans" and provenance["model_variant"] == "vit_conv_tiny"
+    assert (tmp_path / "out" / "chelsea" / "labels" / "level4.png").is_file()
+    assert main(["segment", str(image), "--out", str(tmp_path / "x"), "--model", "vit_small_moco_in1k"]) == 2
+    assert "vit_small_moco_in1k" in capsys.readouterr().err  # not available offline: named, never replaced

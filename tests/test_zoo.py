@@ -22,7 +22,8 @@ from cast.weights import hub
 from cast.weights.defaults import DEFAULT_MODEL_ENV, choose_default_model
 from cast.weights.format import CheckpointMetadata, Provenance, save_cast_checkpoint
 from cast.weights.zoo import DEFAULT_PREFERENCE, ZOO, ZooEntry, list_pretrained
-from reference import first_single_fixture, tiny_model, tiny_moco_checkpoint
+from official_layouts import tiny_moco_checkpoint
+from reference import first_single_fixture, tiny_model
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 TINY_ENTRY = ZooEntry(
