@@ -7,6 +7,7 @@ either the official `Resize(224)` + `CenterCrop(224)` path or a whole-frame squa
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
 import zlib
@@ -139,9 +140,11 @@ def _decode(stream: io.IOBase, name: str, reduction: ReductionPolicy | None = No
                 return ImageRead(_pil_to_rgb(img, name=name, check=False, owned=True), name, full, scale, mode, fmt)
     except InvalidImageError:
         raise
-    except Image.DecompressionBombError as exc:
+    except Image.DecompressionBombError as exc:  # Pillow refuses > ~179 MP while opening, before our own check
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(declared.group(1)) / 1e6:,.0f} megapixels" if declared else "far too many pixels"
         raise InvalidImageError(
-            f"{name}: image is too large to decode safely ({exc}); "
+            f"{name}: image declares {size}, too large to decode safely (a decompression bomb?); "
             f"CAST Explorer accepts at most {MAX_PIXELS / 1e6:.0f} megapixels"
         ) from exc
     except Image.UnidentifiedImageError as exc:

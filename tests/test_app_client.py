@@ -140,3 +140,59 @@ def test_side_by_side_comparison_reuses_the_same_superpixels(app_url: str, tmp_p
     # level 0 is the superpixels, shared by both sides: the pictures are identical
     assert np.array_equal(np.asarray(Image.open(left)), np.asarray(Image.open(right)))
     assert "Right:" in info
+
+
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    """A valid-looking PNG that declares width x height (a decompression bomb): header, a tiny IDAT, end."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def test_every_upload_is_read_from_its_original_bytes(app_url: str, tmp_path: Path) -> None:
+    """Through /segment: 16-bit, float, CMYK, palette, RGBA, GIF, WebP, EXIF-rotated files segment from their own
+    bytes; a bomb, a text file and an empty file get our message naming the file, no server path, and the
+    previous results stay."""
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False, download_files=str(tmp_path / "dl"))
+    camera = data.camera()  # 512 x 512 grey
+    good = {
+        "grey16.png": Image.fromarray(camera.astype(np.uint16) * 257),  # Pillow writes uint16 as a 16-bit PNG
+        "float.tiff": Image.fromarray(camera.astype(np.float32) / 255.0, mode="F"),
+        "cmyk.jpg": Image.fromarray(data.astronaut()).convert("CMYK"),
+        "palette.png": Image.fromarray(data.coffee()).convert("P", palette=Image.Palette.ADAPTIVE),
+        "rgba.png": Image.fromarray(np.dstack([data.chelsea(), np.full(data.chelsea().shape[:2], 200, np.uint8)])),
+        "frames.gif": Image.fromarray(data.rocket()).convert("P"),
+        "photo.webp": Image.fromarray(data.coffee()),
+    }
+    for name, img in good.items():
+        img.save(tmp_path / name)
+    rotated = Image.fromarray(data.rocket())  # 427 x 640, stored landscape with "rotate 90" in EXIF
+    exif = rotated.getexif()
+    exif[0x0112] = 6
+    rotated.save(tmp_path / "rotated.jpg", exif=exif.tobytes())
+    good["rotated.jpg"] = rotated
+    for name in good:
+        out = client.predict(handle_file(str(tmp_path / name)), api_name="/segment")
+        assert not out[-1], f"{name}: {out[-1]}"
+        status = next(o for o in out if isinstance(o, str) and o.startswith("**Model:**"))
+        assert f"**Image:** {name}" in status, status
+    grey16 = client.predict(handle_file(str(tmp_path / "grey16.png")), api_name="/segment")
+    assert "I;16" in next(o for o in grey16 if isinstance(o, str) and o.startswith("**Model:**"))
+    before = client.predict(1, 100, 100, api_name="/select")
+
+    _png_header_only(tmp_path / "bomb.png", 40000, 40000)
+    (tmp_path / "notes.png").write_text("this is a text file, not a PNG")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    expected = {"bomb.png": "1,600 megapixels", "notes.png": "not an image file", "empty.jpg": "empty (0 bytes)"}
+    for name, words in expected.items():
+        notice = client.predict(handle_file(str(tmp_path / name)), api_name="/segment")[-1]
+        assert name in notice and words in notice, notice
+        assert "/tmp" not in notice and "gradio" not in notice.lower(), notice  # no server path
+    assert client.predict(1, 100, 100, api_name="/select") == before  # previous results intact
