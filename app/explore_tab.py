@@ -18,7 +18,6 @@ from cast.errors import CastError
 from cast.evaluation import align_ground_truth, level_metrics
 from cast.export import export_zip
 from cast.image import InputConfig
-from cast.render import partition_figure, tree_figure
 from cast.segmenter import Segmenter, recorded_superpixels
 from cast.superpixels import SuperpixelConfig
 
@@ -134,8 +133,7 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
 
     def refresh(session: ExplorerSession, figures: bool = True) -> tuple:
         pic = session.picture()
-        sel = None if session.selection is None else (session.selection.level, session.selection.segment)
-        trees = (tree_figure(session.hierarchy, sel), partition_figure(session.hierarchy, sel)) if figures else (gr.skip(), gr.skip())
+        trees = session.tree_figures() if figures else (gr.skip(), gr.skip())
         return (session, pic, panel_markdown(session), *trees, level_label(session, session.view.level),
                 timings_markdown(session), status_markdown(session, session.model_summary))
 

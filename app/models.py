@@ -8,6 +8,7 @@ user as a notice; the library itself never substitutes a model.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import threading
 from collections import OrderedDict
@@ -16,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch import nn
 
 from cast.api import load_model
 from cast.errors import CheckpointError
 from cast.model import CastOutput, VitBaseline, build_model
+from cast.segmenter import Segmenter
 from cast.weights import imagenet_class_names, top_k_classes
 from cast.weights.bundled import BUNDLED_NAME, bundled_checkpoint
 from cast.weights.defaults import choose_default_model
@@ -77,16 +80,24 @@ def describe_model(model: nn.Module, label: str, official: ZooEntry | None = Non
 
 
 def warm_up(model: nn.Module) -> None:
-    """One forward pass on a synthetic image, so that a user's first image is not the slow one."""
-    size = model.config.img_size
-    image = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        if isinstance(model, VitBaseline):
-            model.token_features(image)
-            return
-        grid = torch.arange(size) // 16
-        labels = (grid[:, None] * (size // 16) + grid[None, :])[None]
-        model(image, labels)
+    """Run the whole path of a user's first image once, so that it is not the slow one.
+
+    Decoding a JPEG, SEEDS (whose first call pays OpenCV's set-up), the forward pass, the hierarchy, a
+    picture, both tree figures and a click: each is much slower the first time in a process."""
+    from skimage import data
+
+    from .session import ExplorerSession
+
+    buffer = io.BytesIO()
+    Image.fromarray(data.astronaut()).save(buffer, format="JPEG", quality=90)
+    result = Segmenter(model).run_detailed(buffer.getvalue(), name="warm-up")
+    session = ExplorerSession.create(result, "warm-up").with_view(level=2)
+    session.picture()
+    height, width = session.display.shape
+    clicked = session.select_at(width // 2, height // 2)
+    clicked.picture()
+    for figure in clicked.tree_figures():
+        figure.to_json()
 
 
 class ModelCatalog:

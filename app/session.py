@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from cast.hierarchy import Hierarchy
-from cast.render import Selection, render
+from cast.render import FigureData, Selection, figure_data, partition_figure, render, tree_figure
 from cast.segmenter import SegmentResult
 
 DISPLAY_MAX_SIDE = 768  # the browser shows at most this; clicks are mapped through the same scale
@@ -34,6 +34,8 @@ class ExplorerSession:
     selection: Selection | None = None
     top_classes: list[tuple[str, float]] = field(default_factory=list)
     render_ms: float = 0.0
+    figures: FigureData | None = None  # what the tree figures draw, worked out once per image
+
 
     @classmethod
     def create(cls, result: SegmentResult, model_summary: str,
@@ -42,7 +44,7 @@ class ExplorerSession:
         scale = min(1.0, DISPLAY_MAX_SIDE / max(h.shape))
         display = h.resized(max(1, round(h.shape[0] * scale)), max(1, round(h.shape[1] * scale)))
         return cls(result=result, model_summary=model_summary, display=display,
-                   top_classes=list(top_classes or []))
+                   top_classes=list(top_classes or []), figures=figure_data(h))
 
     @property
     def hierarchy(self) -> Hierarchy:
@@ -73,6 +75,11 @@ class ExplorerSession:
         if self.selection is None:
             return None
         return self.hierarchy.segment(self.selection.level, self.selection.segment).to_dict()
+
+    def tree_figures(self) -> tuple[Any, Any]:
+        """(node-link tree, icicle) with the current selection highlighted; only restyling per click."""
+        sel = None if self.selection is None else (self.selection.level, self.selection.segment)
+        return tree_figure(self.hierarchy, sel, data=self.figures), partition_figure(self.hierarchy, sel, data=self.figures)
 
     def timings(self) -> dict[str, float]:
         return {**self.result.timings_ms, "render": self.render_ms}

@@ -1,5 +1,5 @@
 """Pictures and figures of a Hierarchy: overlays and boundary maps (NumPy), Plotly tree figures."""
-from .figures import highlighted_nodes, partition_figure, tree_figure, tree_layout
+from .figures import FigureData, figure_data, highlighted_nodes, partition_figure, tree_figure, tree_layout
 from .overlays import (
     PALETTE,
     VIEWS,
@@ -14,7 +14,7 @@ from .overlays import (
 )
 
 __all__ = [
-    "PALETTE", "VIEWS", "Selection", "blend", "boundary_mask", "boundary_strength", "fill_view",
+    "FigureData", "PALETTE", "VIEWS", "Selection", "blend", "figure_data", "boundary_mask", "boundary_strength", "fill_view",
     "highlighted_nodes", "partition_figure", "render", "segment_colors", "tree_figure", "tree_layout",
     "voc_palette",
 ]  # fmt: skip

@@ -1,6 +1,8 @@
 """Plotly figures of the whole hierarchy: an icicle/sunburst and a node-link tree (networkx order)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import networkx as nx
 import numpy as np
 import plotly.graph_objects as go
@@ -24,51 +26,84 @@ def highlighted_nodes(hierarchy: Hierarchy, level: int, segment: int) -> tuple[l
     return path, below
 
 
+@dataclass(frozen=True)
+class FigureData:
+    """What the two figures draw for one hierarchy, worked out once per image: a click only restyles it.
+
+    Node order is the graph's (coarse to fine); positions come from `tree_layout`.
+    """
+
+    nodes: tuple[str, ...]
+    parents: tuple[str, ...]
+    areas: tuple[int, ...]
+    colors: tuple[str, ...]
+    hover: tuple[str, ...]
+    levels: tuple[int, ...]
+    positions: dict[str, tuple[float, float]]
+    edges: tuple[tuple[str, str], ...]
+    level_names: tuple[str, ...]
+
+
+def figure_data(hierarchy: Hierarchy) -> FigureData:
+    """Everything the figures need that does not depend on the selection."""
+    graph = hierarchy.graph
+    nodes = tuple(graph.nodes)
+    attrs = [graph.nodes[n] for n in nodes]
+    hover = tuple(
+        f"{n}<br>area {a['area']} px" + (f"<br>parent p={a['confidence']:.2f}" if "confidence" in a else "")
+        for n, a in zip(nodes, attrs)
+    )
+    return FigureData(
+        nodes=nodes,
+        parents=tuple(next(iter(graph.predecessors(n)), "") if n != ROOT_ID else "" for n in nodes),
+        areas=tuple(int(a["area"]) for a in attrs),
+        colors=tuple(_rgb(a.get("segment", 0)) for a in attrs),
+        hover=hover,
+        levels=tuple(int(a["level"]) for a in attrs),
+        positions=tree_layout(hierarchy),
+        edges=tuple(graph.edges),
+        level_names=tuple(hierarchy.level_name(lv) for lv in range(hierarchy.num_levels)),
+    )
+
+
+def _figure(traces: list[dict], layout: dict) -> go.Figure:
+    """A Figure from plain dicts, skipping Plotly's per-value validation (the data are ours and known good)."""
+    return go.Figure({"data": traces, "layout": layout}, _validate=False)
+
+
 def partition_figure(
     hierarchy: Hierarchy,
     selected: tuple[int, int] | None = None,
     kind: str = "icicle",
     max_level_shown: int | None = None,
+    data: FigureData | None = None,
 ) -> go.Figure:
     """Icicle (or sunburst) of the hierarchy; values are pixel areas, so children sum to parents."""
-    graph = hierarchy.graph
+    data = data or figure_data(hierarchy)
     min_level = 0 if max_level_shown is None else max(0, hierarchy.num_levels - 1 - max_level_shown)
-    nodes = [n for n, d in graph.nodes(data=True) if d["level"] >= min_level]
-    parents = [next(iter(graph.predecessors(n)), "") if n != ROOT_ID else "" for n in nodes]
-    values = [graph.nodes[n]["area"] for n in nodes]
-    labels = [n if n != ROOT_ID else "image" for n in nodes]
+    keep = [i for i, lv in enumerate(data.levels) if lv >= min_level]
     focus: set[str] = set()
     if selected is not None:
         path, below = highlighted_nodes(hierarchy, *selected)
         focus = set(path) | set(below)
-    colors = []
-    for n in nodes:
-        seg = graph.nodes[n].get("segment", 0)
-        colors.append(_rgb(seg) if not focus or n in focus else FADED)
-    hover = [
-        f"{n}<br>area {graph.nodes[n]['area']} px" + (f"<br>parent p={graph.nodes[n]['confidence']:.2f}" if "confidence" in graph.nodes[n] else "")
-        for n in nodes
-    ]
-    trace_cls = go.Icicle if kind == "icicle" else go.Sunburst
-    trace = trace_cls(
-        ids=nodes,
-        labels=labels,
-        parents=parents,
-        values=values,
-        branchvalues="total",
-        marker=dict(colors=colors),
-        hovertext=hover,
-        hoverinfo="text",
-        sort=False,
-    )
+    nodes = [data.nodes[i] for i in keep]
+    colors = [data.colors[i] if not focus or data.nodes[i] in focus else FADED for i in keep]
+    trace = {
+        "type": "icicle" if kind == "icicle" else "sunburst",
+        "ids": nodes,
+        "labels": [n if n != ROOT_ID else "image" for n in nodes],
+        "parents": [data.parents[i] for i in keep],
+        "values": [data.areas[i] for i in keep],
+        "branchvalues": "total",
+        "marker": {"colors": colors},
+        "hovertext": [data.hover[i] for i in keep],
+        "hoverinfo": "text",
+        "sort": False,
+    }
     if kind == "icicle":
-        trace.tiling = dict(orientation="v")
-    fig = go.Figure(trace)
-    title = "Hierarchy (area-proportional)"
-    if selected is not None:
-        title += f" — selected {node_id(*selected)}"
-    fig.update_layout(title=title, margin=dict(l=4, r=4, t=36, b=4), height=360)
-    return fig
+        trace["tiling"] = {"orientation": "v"}
+    title = "Hierarchy (area-proportional)" + (f" — selected {node_id(*selected)}" if selected is not None else "")
+    return _figure([trace], {"title": {"text": title}, "margin": {"l": 4, "r": 4, "t": 36, "b": 4}, "height": 360})
 
 
 def tree_layout(hierarchy: Hierarchy) -> dict[str, tuple[float, float]]:
@@ -94,13 +129,13 @@ def _segments_xy(pos: dict[str, tuple[float, float]], edges: list[tuple[str, str
     return xy[:, 0], xy[:, 1]
 
 
-def tree_figure(hierarchy: Hierarchy, selected: tuple[int, int] | None = None) -> go.Figure:
+def tree_figure(hierarchy: Hierarchy, selected: tuple[int, int] | None = None, data: FigureData | None = None) -> go.Figure:
     """Node-link tree from the image root down to the superpixels, the selected path drawn bold.
 
     Nodes off the selection share one faded style, so the figure stays cheap to rebuild on a click.
     """
-    graph = hierarchy.graph
-    pos = tree_layout(hierarchy)
+    data = data or figure_data(hierarchy)
+    pos = data.positions
     path: list[str] = []
     below: set[str] = set()
     if selected is not None:
@@ -109,36 +144,38 @@ def tree_figure(hierarchy: Hierarchy, selected: tuple[int, int] | None = None) -
     focus = set(path) | below
     path_edges = set(zip(path, path[1:]))
     inside = below | set(path[-1:])
-    bold = [(u, v) for u, v in graph.edges if (u, v) in path_edges or (u in inside and v in below)]
+    bold = [(u, v) for u, v in data.edges if (u, v) in path_edges or (u in inside and v in below)]
     bold_set = set(bold)
-    thin = [e for e in graph.edges if e not in bold_set]
-    fig = go.Figure()
+    thin = [e for e in data.edges if e not in bold_set]
     tx, ty = _segments_xy(pos, thin)
-    fig.add_trace(go.Scatter(x=tx, y=ty, mode="lines", line=dict(color="rgba(150,150,150,0.5)", width=1), hoverinfo="skip"))
+    traces = [{"type": "scatter", "x": tx, "y": ty, "mode": "lines", "hoverinfo": "skip",
+               "line": {"color": "rgba(150,150,150,0.5)", "width": 1}}]
     if bold:
         bx, by = _segments_xy(pos, bold)
-        fig.add_trace(go.Scatter(x=bx, y=by, mode="lines", line=dict(color="black", width=3), hoverinfo="skip"))
-    others = [n for n in graph.nodes if n not in focus] if focus else []
-    shown = [n for n in graph.nodes if n in focus] if focus else list(graph.nodes)
+        traces.append({"type": "scatter", "x": bx, "y": by, "mode": "lines", "hoverinfo": "skip",
+                       "line": {"color": "black", "width": 3}})
+    order = range(len(data.nodes))
+    others = [i for i in order if data.nodes[i] not in focus] if focus else []
+    shown = [i for i in order if data.nodes[i] in focus] if focus else list(order)
     if others:
-        xy = np.array([pos[n] for n in others])
-        fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=dict(color=FADED, size=5),
-                                 text=np.array(others, dtype=object), hovertemplate="%{text}<extra></extra>"))
-    xy = np.array([pos[n] for n in shown])
-    colors = [_rgb(graph.nodes[n].get("segment", 0)) for n in shown]
-    sizes = np.array([14 if n in path else (7 if graph.nodes[n]["level"] > 0 else 4) for n in shown])
-    fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", marker=dict(color=colors, size=sizes),
-                             text=np.array(shown, dtype=object), hovertemplate="%{text}<extra></extra>"))
+        xy = np.array([pos[data.nodes[i]] for i in others])
+        traces.append({"type": "scatter", "x": xy[:, 0], "y": xy[:, 1], "mode": "markers",
+                       "marker": {"color": FADED, "size": 5}, "text": [data.nodes[i] for i in others],
+                       "hovertemplate": "%{text}<extra></extra>"})
+    xy = np.array([pos[data.nodes[i]] for i in shown])
+    sizes = [14 if data.nodes[i] in path else (7 if data.levels[i] > 0 else 4) for i in shown]
+    traces.append({"type": "scatter", "x": xy[:, 0], "y": xy[:, 1], "mode": "markers",
+                   "marker": {"color": [data.colors[i] for i in shown], "size": sizes},
+                   "text": [data.nodes[i] for i in shown], "hovertemplate": "%{text}<extra></extra>"})
     ticks = list(range(hierarchy.num_levels + 1))
-    names = [hierarchy.level_name(lv) for lv in range(hierarchy.num_levels)] + ["image"]
     title = "Segment tree" + (f" — path to {node_id(*selected)}: " + " → ".join(path[1:]) if selected else "")
-    fig.update_layout(
-        title=dict(text=title, font=dict(size=13)),
-        showlegend=False,
-        height=360,
-        margin=dict(l=4, r=4, t=36, b=4),
-        xaxis=dict(visible=False),
-        yaxis=dict(tickmode="array", tickvals=ticks, ticktext=names),
-        plot_bgcolor="white",
-    )
-    return fig
+    layout = {
+        "title": {"text": title, "font": {"size": 13}},
+        "showlegend": False,
+        "height": 360,
+        "margin": {"l": 4, "r": 4, "t": 36, "b": 4},
+        "xaxis": {"visible": False},
+        "yaxis": {"tickmode": "array", "tickvals": ticks, "ticktext": [*data.level_names, "image"]},
+        "plot_bgcolor": "white",
+    }
+    return _figure(traces, layout)
