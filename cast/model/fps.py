@@ -1,6 +1,7 @@
 """Farthest-point sampling with the semantics of dgl's `farthest_point_sampler` (spec §3)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 # Distances below this fraction of the largest squared norm are rounding noise of the Gram form: they
@@ -33,6 +34,8 @@ def farthest_point_sample(points: torch.Tensor, num_samples: int, start_idx: int
     if not 0 <= start_idx < num_points:
         raise ValueError(f"start_idx {start_idx} outside 0..{num_points - 1}")
     dist = pairwise_sq_distances(points)
+    if dist.device.type == "cpu":
+        return _sample_on_cpu(dist, num_samples, start_idx)
     rows = torch.arange(batch, device=points.device)
     picked = torch.empty(batch, num_samples, dtype=torch.int64, device=points.device)
     last = torch.full((batch,), start_idx, dtype=torch.int64, device=points.device)
@@ -43,3 +46,18 @@ def farthest_point_sample(points: torch.Tensor, num_samples: int, start_idx: int
         picked[:, i] = last
         torch.minimum(min_dist, dist[rows, last], out=min_dist)
     return picked
+
+
+def _sample_on_cpu(dist: torch.Tensor, num_samples: int, start_idx: int) -> torch.Tensor:
+    """The same loop in NumPy: ~10x less overhead per step than torch ops on small CPU tensors."""
+    distances = dist.numpy()
+    picked = np.empty((distances.shape[0], num_samples), dtype=np.int64)
+    for b, matrix in enumerate(distances):
+        last = start_idx
+        picked[b, 0] = last
+        min_dist = matrix[last].copy()
+        for i in range(1, num_samples):
+            last = int(min_dist.argmax())  # NumPy's argmax returns the first maximal index, as dgl does
+            picked[b, i] = last
+            np.minimum(min_dist, matrix[last], out=min_dist)
+    return torch.from_numpy(picked)

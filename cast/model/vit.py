@@ -15,6 +15,7 @@ from timm.models.vision_transformer import Block
 from torch import nn
 
 from .embed import conv_stem, sincos_pos_table
+from .linear import use_fast_linear
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class VitBaseline(nn.Module):
             Block(dim, config.num_heads, config.mlp_ratio, qkv_bias=True, norm_layer=norm) for _ in range(config.depth)
         )
         self.norm = norm(dim)
+        use_fast_linear(self)  # oneDNN's kernel for CPU inference (cast/model/linear.py)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, 224, 224) normalised -> (B, 197, C): cls + patch tokens after the last block."""
