@@ -1,9 +1,11 @@
-"""Server-side latency of the explorer's interactions, vs recomputing, and at 512² input (2 threads).
+"""Server-side latency of the explorer's interactions, vs recomputing, and at 512² input (2 threads); and the
+first image after start-up vs steady state, with the app's whole-path warm-up vs a model-only warm-up.
 
 Run: python benchmarks/bench_app.py
 """
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,12 +28,49 @@ IMAGE = ROOT / "assets" / "chelsea_cat.jpg"
 
 
 def click(session: ExplorerSession, x: int, y: int) -> None:
-    """What the UI does on a click: select, highlight, both tree figures."""
+    """What the UI does on a click: select, highlight, panel record, both tree figures serialised to JSON."""
     s = session.select_at(x, y)
     s.picture()
+    s.selected_info()
+    for figure in s.tree_figures():
+        figure.to_json()
+
+
+def click_rebuilding_figures(session: ExplorerSession, x: int, y: int) -> None:
+    """The obvious alternative: the same click, building the figures from the hierarchy each time."""
+    s = session.select_at(x, y)
+    s.picture()
+    s.selected_info()
     sel = (s.selection.level, s.selection.segment)
-    tree_figure(s.hierarchy, sel)
-    partition_figure(s.hierarchy, sel)
+    tree_figure(s.hierarchy, sel).to_json()
+    partition_figure(s.hierarchy, sel).to_json()
+
+
+def first_image(warm_up: str) -> str:
+    """In a fresh process: ms of the first image (decode to first picture + figures) and of the steady state."""
+    code = f"""
+import time, torch
+torch.set_num_threads(2)
+from app.models import ModelCatalog, warm_up
+from app.session import ExplorerSession
+from cast.segmenter import Segmenter
+catalog = ModelCatalog({str(ROOT / "checkpoints")!r})
+handle = catalog._load_uncached(catalog.bundled_key())
+if {warm_up!r} == "whole path":
+    warm_up(handle.model)
+else:
+    with torch.inference_mode():
+        handle.model(torch.randn(1, 3, 224, 224), (torch.arange(224)[:, None] // 16 * 14 + torch.arange(224)[None] // 16)[None])
+def view():
+    t = time.perf_counter()
+    s = ExplorerSession.create(Segmenter(handle.model).run_detailed({str(IMAGE)!r}), "")
+    s.picture(); [f.to_json() for f in s.tree_figures()]
+    return (time.perf_counter() - t) * 1000
+first = view(); steady = sorted(view() for _ in range(5))[2]
+print(f"{{first:.1f}} {{steady:.1f}}")
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return out.stdout.split()
 
 
 def level_change(session: ExplorerSession, level: int) -> None:
@@ -53,12 +92,16 @@ def main() -> None:
         superpixels = compute_superpixels(result.model_input.pixels, segmenter.superpixel_config)
         forward = median_ms(lambda: segmenter.forward(result.model_input.pixels, superpixels), repeats=5)
         clicked = median_ms(lambda: click(session, w // 2, h // 2), repeats=10)
+        rebuilt = median_ms(lambda: click_rebuilding_figures(session, w // 2, h // 2), repeats=10)
         level = median_ms(lambda: level_change(session, 3), repeats=10)
-        rows.append([name, f"{size}²", f"{clicked:.1f}", f"{level:.1f}", f"{forward:.1f}", f"{new_image:.1f}",
-                     " · ".join(f"{k} {v:.1f}" for k, v in result.timings_ms.items())])
+        rows.append([name, f"{size}²", f"{clicked:.1f}", f"{rebuilt:.1f}", f"{level:.1f}", f"{forward:.1f}",
+                     f"{new_image:.1f}", " · ".join(f"{k} {v:.1f}" for k, v in result.timings_ms.items())])
     print(f"Explorer latency, server side, {IMAGE.name}, median ms, 2 threads (cast_small: random weights, timing only)\n")
-    print(table(["model", "model input", "click (highlight + 2 figures)", "level change", "recompute forward only",
-                 "new image end to end", "stages of one new image (ms)"], rows))
+    print(table(["model", "model input", "click (highlight + panel + 2 figures as JSON)", "same, figures rebuilt",
+                 "level change", "recompute forward only", "new image end to end", "stages of one new image (ms)"], rows))
+    print("\nFirst image after start-up vs steady state (bundled model, fresh process each, ms)\n")
+    starts = [[mode, *first_image(mode)] for mode in ("whole path", "model only")]
+    print(table(["warm-up at start-up", "first image", "steady state"], starts))
 
 
 if __name__ == "__main__":
