@@ -1,19 +1,120 @@
-"""App settings from the environment (local runs and Hugging Face Spaces alike)."""
+"""App settings from the environment (local runs and Hugging Face Spaces alike), and the hosted-mode caps.
+
+Hosted mode is on when `SPACE_ID` is set (a Hugging Face Space) or `CAST_HOSTED=1`; `CAST_HOSTED=0` turns
+it off. In hosted mode visitors share one machine: jobs are private to the session that started them,
+there is no server-folder input, and every cap of `HostedLimits` applies. Each cap comes from an
+environment variable `CAST_<FIELD>` (e.g. `CAST_MAX_IMAGE_MB=10`), else from the JSON file named by
+`CAST_HOSTED_CONFIG`, else the default (sized for the free CPU Space: 2 vCPU, 16 GB RAM, 50 GB disk).
+"""
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
+
+from cast.errors import CastError
+from cast.train.jobs import JobLimits
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IN_CHECKOUT = (REPO_ROOT / "app.py").is_file() and (REPO_ROOT / "cast").is_dir()
 # A checkout keeps jobs and fine-tunes beside the code; an installed app keeps them in the user's data folder.
 DATA_ROOT = REPO_ROOT if IN_CHECKOUT else Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "cast_explorer"
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class HostedLimits:
+    """Caps of a hosted app (one field, one setting: `CAST_<FIELD>` or the config file's key `<field>`)."""
+
+    max_image_mb: float = 20.0  # one uploaded image
+    max_checkpoint_mb: float = 300.0  # one uploaded checkpoint (CAST-S in our format is ~112 MB)
+    max_zip_mb: float = 200.0  # one uploaded ZIP of training images
+    max_zip_images: int = 2000  # images in one ZIP
+    max_zip_expanded_mb: float = 1000.0  # what one ZIP may expand to
+    max_job_steps: int = 300
+    max_job_batch: int = 16
+    max_job_model_params_m: float = 30.0  # CAST-S (28 M) and smaller; CAST-B would take hours on 2 vCPU
+    allow_from_scratch: bool = False  # jobs must start from a trained model
+    max_running_jobs: int = 1  # training at the same time, all sessions together
+    max_queued_jobs: int = 6  # waiting, all sessions together
+    max_jobs_per_session: int = 1  # queued + running of one session
+    results_disk_gb: float = 5.0  # finished jobs kept, oldest removed first beyond this
+    results_ttl_hours: float = 24.0  # finished jobs (and their models) are removed after this long
+    job_nice: int = 15  # CPU priority of training processes (19 = lowest), so clicks stay fast
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> "HostedLimits":
+        """Defaults, overridden by the CAST_HOSTED_CONFIG file, overridden by CAST_<FIELD> variables."""
+        env = dict(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        if env.get("CAST_HOSTED_CONFIG"):
+            path = Path(env["CAST_HOSTED_CONFIG"])
+            try:
+                values.update(json.loads(path.read_text()))
+            except (OSError, ValueError) as err:
+                raise CastError(f"cannot read the hosted-mode settings {path.name}: {err}") from err
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(values) - set(known)
+        if unknown:
+            raise CastError(f"unknown hosted-mode settings: {', '.join(sorted(unknown))}")
+        for name in known:
+            if f"CAST_{name.upper()}" in env:
+                values[name] = env[f"CAST_{name.upper()}"]
+        return cls(**{name: _parse(known[name].type, value, name) for name, value in values.items()})
+
+    def job_limits(self) -> JobLimits:
+        """The job queue's side of these caps (jobs private to their owner)."""
+        return JobLimits(
+            private=True, max_running=self.max_running_jobs, max_queued=self.max_queued_jobs,
+            max_active_per_owner=self.max_jobs_per_session, max_steps=self.max_job_steps,
+            max_batch_size=self.max_job_batch, max_model_params=int(self.max_job_model_params_m * 1e6),
+            result_ttl_s=self.results_ttl_hours * 3600, max_results_bytes=int(self.results_disk_gb * 1e9),
+            nice=self.job_nice,
+        )  # fmt: skip
+
+    @property
+    def max_upload_mb(self) -> float:
+        """The largest single upload any input accepts (the server-side guard, before our own checks)."""
+        return max(self.max_image_mb, self.max_checkpoint_mb, self.max_zip_mb)
+
+    def describe(self) -> str:
+        """One line for the app's mode banner."""
+        return (f"uploads up to {self.max_image_mb:g} MB per image, {self.max_checkpoint_mb:g} MB per checkpoint, "
+                f"{self.max_zip_mb:g} MB per ZIP ({self.max_zip_images} images); fine-tuning jobs up to "
+                f"{self.max_job_steps} steps, batch {self.max_job_batch}, models up to {self.max_job_model_params_m:g} M "
+                f"parameters, {self.max_jobs_per_session} per session; results kept {self.results_ttl_hours:g} h")
+
+
+def _parse(kind: Any, value: Any, name: str) -> Any:
+    kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    try:
+        if kind == "bool":
+            text = str(value).strip().lower()
+            if text not in _TRUE | _FALSE:
+                raise ValueError(value)
+            return text in _TRUE
+        number = float(value) if kind == "float" else int(value)
+        if number < 0:
+            raise ValueError(value)
+        return number
+    except (TypeError, ValueError) as err:
+        raise CastError(f"hosted-mode setting {name} must be a non-negative {kind}, got {value!r}") from err
+
+
+def hosted_from_env(environ: dict[str, str] | None = None) -> bool:
+    """On a Space (SPACE_ID) or with CAST_HOSTED=1; CAST_HOSTED=0 wins over SPACE_ID."""
+    env = os.environ if environ is None else environ
+    flag = env.get("CAST_HOSTED", "").strip().lower()
+    if flag in _TRUE | _FALSE:
+        return flag in _TRUE
+    return bool(env.get("SPACE_ID"))
 
 
 @dataclass(frozen=True)
 class AppConfig:
-    """Where the app listens and what it serves."""
+    """Where the app listens, what it serves, and whether strangers share it (hosted mode)."""
 
     server_name: str = "127.0.0.1"
     server_port: int = 7860
@@ -22,6 +123,8 @@ class AppConfig:
     jobs_dir: Path = DATA_ROOT / "jobs"
     model_cache_size: int = 3
     max_concurrency: int = 2
+    hosted: bool = False
+    limits: HostedLimits = field(default_factory=HostedLimits)
 
     @classmethod
     def from_env(cls) -> "AppConfig":
@@ -34,4 +137,17 @@ class AppConfig:
             checkpoints_dir=Path(os.environ.get("CAST_CHECKPOINTS_DIR", cls.checkpoints_dir)),
             assets_dir=Path(os.environ.get("CAST_ASSETS_DIR", cls.assets_dir)),
             jobs_dir=Path(os.environ.get("CAST_JOBS_DIR", cls.jobs_dir)),
+            hosted=hosted_from_env(),
+            limits=HostedLimits.from_env(),
         )
+
+    def job_limits(self) -> JobLimits:
+        """Private, capped jobs when hosted; a local app keeps its full power (no caps, lower CPU priority only)."""
+        return self.limits.job_limits() if self.hosted else JobLimits()
+
+    def mode_banner(self) -> str:
+        """What the app says about its mode (shown at the top of every page)."""
+        if self.hosted:
+            return (f"**Hosted mode** — {self.limits.describe()}. Your fine-tuning jobs and their models are visible "
+                    "to this browser session only; data come from your uploads.")
+        return "**Local mode** — no upload or job caps; jobs and results are shared by every session of this app."

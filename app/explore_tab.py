@@ -24,7 +24,8 @@ from cast.superpixels import SuperpixelConfig
 from .components import OriginalImage, UploadedFile
 from .config import AppConfig
 from .models import DEFAULT_KEY, ModelCatalog, ModelHandle
-from .notices import Notice, keeps_session
+from .notices import Notice, keeps_session, redact_paths
+from .owners import check_upload_size, owner_of
 from .session import ExplorerSession
 from .texts import level_label, panel_markdown, scores_markdown, segment_markdown, status_markdown, timings_markdown
 
@@ -52,7 +53,8 @@ class ExploreControls:
     download_timer: gr.Timer
 
 
-def ensure_model(catalog: ModelCatalog, key: str, progress: gr.Progress | None = None) -> ModelHandle:
+def ensure_model(catalog: ModelCatalog, key: str, progress: gr.Progress | None = None,
+                 owner: str | None = None) -> ModelHandle:
     """The model behind a picker key, downloading its official weights first (with a progress bar) if needed."""
     name = catalog.needs_download(key)
     if name is not None:
@@ -64,11 +66,12 @@ def ensure_model(catalog: ModelCatalog, key: str, progress: gr.Progress | None =
             state = catalog.downloads.state(name)
         if state is None or state.status != "ready":
             raise Notice(f"{state.describe() if state else name + ' could not be downloaded'}. Kept the current model.")
-    return catalog.load(key)
+    return catalog.load(key, owner)
 
 
-def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str) -> ExploreControls:
+def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str, owner_state: gr.BrowserState) -> ExploreControls:
     """Add the Explore tab to the current Blocks and wire its events."""
+    caps = config.limits if config.hosted else None
     examples = sorted(str(p) for p in config.assets_dir.glob("*.jpg")) if config.assets_dir.is_dir() else []
     session_state = gr.State(None)
     compare_state = gr.State(None)  # the other model's ExplorerSession on the same pixels
@@ -149,10 +152,14 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
 
     @keeps_session(len(view_outputs) + 2)
     def segment(upload: UploadedFile | None, model_key=None, ckpt_path=None, method="seeds", count=196, size=224,
-                mode="center_crop", level=1, view="fill", opacity=0.6, progress=gr.Progress()):
+                mode="center_crop", level=1, view="fill", opacity=0.6, token=None, request: gr.Request = None,
+                progress=gr.Progress()):
         if upload is None:
             raise Notice("Upload an image (or pick an example) first.")
-        handle = catalog.load_file(ckpt_path) if ckpt_path else ensure_model(catalog, model_key or DEFAULT_KEY, progress)
+        check_upload_size(upload.path, caps and caps.max_image_mb, "images", upload.name)
+        check_upload_size(ckpt_path, caps and caps.max_checkpoint_mb, "checkpoints")
+        owner = owner_of(token, request)
+        handle = catalog.load_file(ckpt_path) if ckpt_path else ensure_model(catalog, model_key or DEFAULT_KEY, progress, owner)
         recorded = recorded_superpixels(handle.model) or SuperpixelConfig.official()
         superpixels = dataclasses.replace(recorded, method=method, num_superpixels=int(count))
         segmenter = Segmenter(handle.model, superpixels, InputConfig(size=int(size), mode=mode), provenance=handle.provenance)
@@ -191,24 +198,24 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
         return (other, *compare_pictures(session, other), "")
 
     @keeps_session(len(compare_outputs) + 2)
-    def compare(session, other_key, progress=gr.Progress()):
+    def compare(session, other_key, token=None, request: gr.Request = None, progress=gr.Progress()):
         if session is None:
             raise Notice("Segment an image first, then compare.")
-        other = ensure_model(catalog, other_key, progress)
+        other = ensure_model(catalog, other_key, progress, owner_of(token, request))
         theirs = Segmenter(other.model, provenance=other.provenance).rerun(session.result)
         other_session = ExplorerSession.create(theirs, other.summary).with_view(**dataclasses.asdict(session.view))
         return (other_session, *compare_pictures(session.clear_selection(), other_session), "")
 
     @keeps_session(3)
-    def choose_model(key, previous, progress=gr.Progress()):
+    def choose_model(key, previous, token=None, request: gr.Request = None, progress=gr.Progress()):
         """A model picked in the dropdown: fetch its weights now (with progress); a failure keeps the old one."""
         try:
-            handle = ensure_model(catalog, key, progress)
+            handle = ensure_model(catalog, key, progress, owner_of(token, request))
         except (CastError, Notice) as err:
-            gr.Warning(str(err))
-            return previous, gr.update(value=previous, choices=catalog.choices()), f"⚠️ {err}"
+            gr.Warning(redact_paths(str(err)))
+            return previous, gr.update(value=previous), f"⚠️ {redact_paths(str(err))}"
         message = f"ℹ️ {handle.notice}" if handle.notice else f"Model ready: {handle.summary}"
-        return key, gr.update(choices=catalog.choices()), message
+        return key, gr.update(), message
 
     @keeps_session(2)
     def export(session):
@@ -222,6 +229,7 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
     def score_ground_truth(session, other, gt_path):
         if session is None or gt_path is None:
             raise Notice("Segment an image and upload its ground-truth mask.")
+        check_upload_size(gt_path, caps and caps.max_image_mb, "masks")
         mask = load_label_mask(gt_path)
         columns = [("this model", level_metrics(session.hierarchy, align_ground_truth(mask, session.hierarchy)))]
         if other is not None:
@@ -237,7 +245,8 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
         downloading = catalog.needs_download(key) is not None
         return gr.Timer(active=downloading or bool(catalog.downloads.active())), gr.update(visible=downloading)
 
-    seg_inputs = [image_in, model_in, ckpt_in, method_in, count_in, size_in, mode_in, level_in, view_in, opacity_in]
+    seg_inputs = [image_in, model_in, ckpt_in, method_in, count_in, size_in, mode_in, level_in, view_in, opacity_in,
+                  owner_state]
     seg_outputs = [*view_outputs, model_key_state, notice]
     run_btn.click(segment, seg_inputs, seg_outputs, api_name="segment")
     image_in.change(segment, seg_inputs, seg_outputs, api_visibility="private")  # an upload or example starts at once
@@ -251,9 +260,11 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
                      api_visibility="private", show_progress="hidden")
     compare_b.select(click_other, [session_state, compare_state], [compare_state, *compare_outputs, notice],
                      api_visibility="private", show_progress="hidden")
-    compare_btn.click(compare, [session_state, compare_model], [compare_state, *compare_outputs, notice], api_name="compare")
+    compare_btn.click(compare, [session_state, compare_model, owner_state], [compare_state, *compare_outputs, notice],
+                      api_name="compare")
     model_in.input(before_choice, [model_in], [download_timer, cancel_download], api_visibility="private").then(
-        choose_model, [model_in, model_key_state], [model_key_state, model_in, notice], api_visibility="private").then(
+        choose_model, [model_in, model_key_state, owner_state], [model_key_state, model_in, notice],
+        api_visibility="private").then(
         lambda: gr.update(visible=bool(catalog.downloads.active())), None, [cancel_download], api_visibility="private")
     cancel_download.click(lambda key: _cancel(catalog, key), [model_in], [notice], api_name="cancel_download")
     export_btn.click(export, [session_state], [export_file, notice], api_name="export")

@@ -13,7 +13,11 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     demo = build_app(config)
     demo.queue(default_concurrency_limit=config.max_concurrency)
-    demo.launch(server_name=config.server_name, server_port=config.server_port, show_error=True)
+    # Hosted: the server refuses any upload above the largest cap before it is written; our own per-input
+    # caps (images, checkpoints, ZIPs) then answer with a message naming the file.
+    max_file_size = f"{config.limits.max_upload_mb:g}mb" if config.hosted else None
+    demo.launch(server_name=config.server_name, server_port=config.server_port, show_error=True,
+                max_file_size=max_file_size)
 
 
 if __name__ == "__main__":

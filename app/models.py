@@ -1,7 +1,9 @@
 """Which models the app offers, and an explicit LRU cache of the loaded ones (shared by sessions).
 
-Keys of the model picker: `zoo:<name>` (a published checkpoint), `file:<path>` (a checkpoint on disk:
-the bundled one, fine-tunes), `upload:<digest>:<path>`, and the untrained placeholder. Falling back from
+Keys of the model picker name no server path: `default`, `zoo:<name>` (a published checkpoint),
+`file:<file name>` (the bundled checkpoint, or one in the checkpoints folder: fine-tunes the host put
+there), `job:<id>` (a fine-tune of the asking session), `upload:<digest>:<path>` (an uploaded checkpoint,
+never shown), and the untrained placeholder. Falling back from
 an official model that cannot be had to the bundled one is this module's explicit choice, shown to the
 user as a notice; the library itself never substitutes a model.
 """
@@ -14,7 +16,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from PIL import Image
@@ -110,11 +112,13 @@ class ModelCatalog:
     """
 
     def __init__(self, checkpoints_dir: Path, cache_size: int = 3, bundled: Path | None = None,
-                 downloads: DownloadManager | None = None) -> None:
+                 downloads: DownloadManager | None = None,
+                 job_results: Callable[[str, str | None], Path] | None = None) -> None:
         self.checkpoints_dir = Path(checkpoints_dir)
         self.cache_size = cache_size
         self.bundled_path = Path(bundled) if bundled is not None else bundled_checkpoint()
         self.downloads = downloads or DownloadManager()
+        self._job_results = job_results  # (job id, owner) -> the job's model file; raises JobError for others
         self._cache: OrderedDict[str, ModelHandle] = OrderedDict()
         self._lock = threading.Lock()
         self._initial_key = self.bundled_key()
@@ -132,7 +136,7 @@ class ModelCatalog:
         elif Path(choice.spec) == self.bundled_path:
             self._wanted = DEFAULT_PREFERENCE[0]  # nothing official here: fetch the preferred one if the Hub answers
         else:
-            self._initial_key = f"file:{choice.spec}"  # CAST_DEFAULT_MODEL names a file
+            self._initial_key = f"path:{choice.spec}"  # CAST_DEFAULT_MODEL names a file: the host's own path
         if self._wanted is not None and background_download and offline_reason() is None:
             self.downloads.start(self._wanted)
         return self.default_key()
@@ -164,12 +168,14 @@ class ModelCatalog:
         others = [p for p in files if p.name != BUNDLED_NAME]
         return ([self.bundled_path] if self.bundled_path.is_file() else []) + others
 
-    def choices(self, kind: str | None = None) -> list[tuple[str, str]]:
+    def choices(self, kind: str | None = None, jobs: list[tuple[str, str]] = ()) -> list[tuple[str, str]]:
         """(label, key) pairs for a model dropdown: official entries say whether they are on this machine or
-        how large their download is. `kind` "vit" lists the ViT baselines only, "cast" CAST models only."""
+        how large their download is. `kind` "vit" lists the ViT baselines only, "cast" CAST models only;
+        `jobs` adds (job id, name) fine-tunes of the asking session."""
         items = [] if kind == "vit" else [(f"default — {self.describe(self.default_key())}", DEFAULT_KEY)]
-        items += [] if kind == "vit" else [(("bundled: " if p == self.bundled_path else "local: ") + p.stem, f"file:{p}")
+        items += [] if kind == "vit" else [(("bundled: " if p == self.bundled_path else "local: ") + p.stem, f"file:{p.name}")
                                            for p in self.local_checkpoints()]  # fmt: skip
+        items += [] if kind == "vit" else [(f"my fine-tune: {name} (job {job_id})", f"job:{job_id}") for job_id, name in jobs]
         for name, entry in ZOO.items():
             if entry.loadable and kind in (None, entry.kind):
                 where = "on this machine" if self.downloads.is_local(name) else f"download ~{entry.expected_size / 1e6:,.0f} MB"
@@ -179,7 +185,24 @@ class ModelCatalog:
         return items
 
     def bundled_key(self) -> str:
-        return f"file:{self.bundled_path}" if self.bundled_path.is_file() else UNTRAINED_KEY
+        return f"file:{self.bundled_path.name}" if self.bundled_path.is_file() else UNTRAINED_KEY
+
+    def resolve_file(self, name: str) -> Path:
+        """The checkpoint behind a `file:` key: the bundled one, or a file of that name in the checkpoints folder."""
+        if not name or Path(name).name != name or name.startswith("."):
+            raise CheckpointError(f"{name!r} is not a checkpoint name of this app")
+        if name == self.bundled_path.name and self.bundled_path.is_file():
+            return self.bundled_path
+        path = self.checkpoints_dir / name
+        if not path.is_file():
+            raise CheckpointError(f"there is no checkpoint {name!r} in this app's checkpoints folder")
+        return path
+
+    def job_result(self, job_id: str, owner: str | None) -> Path:
+        """The model file a finished job wrote (only for its owner on a hosted app)."""
+        if self._job_results is None:
+            raise CheckpointError("this app has no fine-tuning jobs")
+        return self._job_results(job_id, owner)
 
     def needs_download(self, key: str) -> str | None:
         """The zoo name behind a key when its weights are not on this machine yet, else None."""
@@ -196,19 +219,25 @@ class ModelCatalog:
             entry = ZOO[rest]
             return f"official: {rest} ({entry.training}, {entry.data})"
         if kind == "file":
-            return ("bundled: " if Path(rest) == self.bundled_path else "local: ") + Path(rest).stem
+            return ("bundled: " if rest == self.bundled_path.name else "local: ") + Path(rest).stem
+        if kind == "path":
+            return f"local: {Path(rest).stem}"
+        if kind == "job":
+            return f"my fine-tune (job {rest})"
         if key == UNTRAINED_KEY:
             return "untrained cast_small (random weights — placeholder)"
         return key
 
-    def load(self, key: str) -> ModelHandle:
-        """Load (or fetch from the cache) the model behind a dropdown key."""
+    def load(self, key: str, owner: str | None = None) -> ModelHandle:
+        """Load (or fetch from the cache) the model behind a dropdown key; `job:` keys only for their owner."""
         key = self.default_key() if key == DEFAULT_KEY else key
+        # JobError for anyone but the owner, before any cache lookup
+        job_path = self.job_result(key[4:], owner) if key.startswith("job:") else None
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        handle = self._load_uncached(key)
+        handle = self._load_uncached(key, job_path)
         try:
             warm_up(handle.model)
         except Exception as err:  # a degenerate model still loads; its images then fail with a clear message
@@ -219,6 +248,10 @@ class ModelCatalog:
                 self._cache.popitem(last=False)
         return handle
 
+    def set_job_results(self, job_results: Callable[[str, str | None], Path]) -> None:
+        """Where `job:` keys resolve: (job id, owner) -> model file (the jobs tab owns the queue)."""
+        self._job_results = job_results
+
     def load_file(self, path: str | Path) -> ModelHandle:
         """An uploaded checkpoint, cached by content hash."""
         path = Path(path)
@@ -228,7 +261,7 @@ class ModelCatalog:
             raise CheckpointError(f"cannot read checkpoint {path.name}: {err}") from err
         return self.load(f"upload:{digest}:{path}")
 
-    def _load_uncached(self, key: str) -> ModelHandle:
+    def _load_uncached(self, key: str, job_path: Path | None = None) -> ModelHandle:
         kind, _, rest = key.partition(":")
         if key == UNTRAINED_KEY:
             with torch.random.fork_rng(devices=[]):  # a fixed placeholder, without touching the global RNG
@@ -244,8 +277,14 @@ class ModelCatalog:
             path = Path(rest.partition(":")[2])
             label = f"uploaded {path.name}"
         elif kind == "file":
-            path = Path(rest)
+            path = self.resolve_file(rest)
             label = "bundled model" if path == self.bundled_path else path.name
+        elif kind == "path":  # only the host sets these (CAST_DEFAULT_MODEL)
+            path = Path(rest)
+            label = path.name
+        elif kind == "job" and job_path is not None:  # the owner was checked in load()
+            path = job_path
+            label = f"my fine-tune {path.stem} (job {rest})"
         else:
             raise CheckpointError(f"unknown model choice {key!r}")
         return self._handle(key, load_model(path), label, checkpoint=path.name)

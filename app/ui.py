@@ -11,8 +11,9 @@ from cast.train.jobs import JobQueue
 from .config import AppConfig
 from .downloads import DownloadManager
 from .explore_tab import build_explore_tab, page_load_updates
-from .jobs_tab import build_jobs_tab
+from .jobs_tab import JobService, build_jobs_tab
 from .models import ModelCatalog
+from .owners import new_token
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +32,18 @@ def build_app(config: AppConfig | None = None, *, background_download: bool = Tr
     except CastError as err:  # the UI still starts and says so; another model can be chosen
         log.error("could not load the default model %s: %s", default_key, err)
 
+    jobs = JobService(JobQueue(config.jobs_dir, limits=config.job_limits()), catalog, config)
+
     with gr.Blocks(title="CAST Explorer") as demo:
+        owner_state = gr.BrowserState("", storage_key="cast-explorer-owner")  # this browser's jobs and models
         gr.Markdown("# CAST Explorer\nHierarchical segments learned by CAST (Ke, Mo, Yu, ICLR 2024): "
                     "superpixels → 64 → 32 → 16 → 8 segments from one forward pass.")
+        gr.Markdown(config.mode_banner(), elem_id="mode")
         with gr.Tab("Explore"):
-            explore = build_explore_tab(catalog, config, default_key)
+            explore = build_explore_tab(catalog, config, default_key, owner_state)
         with gr.Tab("Fine-tune"):
-            build_jobs_tab(JobQueue(config.jobs_dir), catalog, [explore.model_in, explore.compare_model])
+            build_jobs_tab(jobs, [explore.model_in, explore.compare_model], owner_state)
+        demo.load(new_token, [owner_state], [owner_state], api_visibility="private")
         demo.load(lambda: page_load_updates(catalog), None,
                   [explore.model_in, explore.model_key_state, explore.compare_model, explore.status,
                    explore.downloads_md, explore.download_timer], api_visibility="private")

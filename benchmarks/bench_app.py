@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -19,6 +21,9 @@ from _timing import median_ms, table  # noqa: E402
 
 from app.models import UNTRAINED_KEY, ModelCatalog  # noqa: E402
 from app.session import ExplorerSession  # noqa: E402
+from cast.train.jobs import JobLimits, JobQueue  # noqa: E402
+from PIL import Image  # noqa: E402
+from skimage import data  # noqa: E402
 from cast.image import InputConfig  # noqa: E402
 from cast.segmenter import Segmenter  # noqa: E402
 from cast.superpixels import compute_superpixels  # noqa: E402
@@ -77,6 +82,33 @@ def level_change(session: ExplorerSession, level: int) -> None:
     session.with_view(level=level).picture()
 
 
+def clicks_while_training(session: ExplorerSession, segmenter: Segmenter, nice: int | None, tmp: Path) -> tuple[float, float]:
+    """Median (click, new image) latency in ms while a MoCo job trains CAST-S in its own process (None: no job)."""
+    h, w = session.display.shape
+
+    def measure() -> tuple[float, float]:
+        return (median_ms(lambda: click(session, w // 2, h // 2), repeats=40),
+                median_ms(lambda: segmenter.run_detailed(str(IMAGE)), repeats=10))
+
+    if nice is None:
+        return measure()
+    photos = tmp / "photos"
+    photos.mkdir(exist_ok=True)
+    for name in ("astronaut", "chelsea", "coffee", "rocket"):
+        Image.fromarray(getattr(data, name)()).save(photos / f"{name}.jpg")
+    queue = JobQueue(tmp / f"jobs-{nice}", limits=JobLimits(nice=nice))
+    job = queue.submit("moco", {"data": str(photos), "output": str(tmp / f"out-{nice}.safetensors"), "steps": 500,
+                                "batch_size": 4, "variant": "cast_small", "save_every": 0})
+    try:
+        while not queue.progress(job.id):  # wait until it really trains
+            time.sleep(0.2)
+            queue.poll()
+        return measure()
+    finally:
+        queue.cancel(job.id)
+        queue.wait(job.id, timeout=120)
+
+
 def main() -> None:
     torch.set_num_threads(2)
     catalog = ModelCatalog(ROOT / "checkpoints")
@@ -99,6 +131,15 @@ def main() -> None:
     print(f"Explorer latency, server side, {IMAGE.name}, median ms, 2 threads (cast_small: random weights, timing only)\n")
     print(table(["model", "model input", "click (highlight + panel + 2 figures as JSON)", "same, figures rebuilt",
                  "level change", "recompute forward only", "new image end to end", "stages of one new image (ms)"], rows))
+    print("\nClick latency while a fine-tuning job trains CAST-S in another process (median ms, 2 cores)\n")
+    handle = catalog.load(catalog.bundled_key())
+    segmenter = Segmenter(handle.model)
+    session = ExplorerSession.create(segmenter.run_detailed(str(IMAGE)), "")
+    with tempfile.TemporaryDirectory() as tmp:
+        busy = [[label, *(f"{v:.1f}" for v in clicks_while_training(session, segmenter, nice, Path(tmp)))]
+                for label, nice in (("no job", None), ("job at nice 15 (hosted default)", 15),
+                                    ("job at nice 0 (same priority)", 0))]
+    print(table(["while", "click ms", "new image ms (bundled model)"], busy))
     print("\nFirst image after start-up vs steady state (bundled model, fresh process each, ms)\n")
     starts = [[mode, *first_image(mode)] for mode in ("whole path", "model only")]
     print(table(["warm-up at start-up", "first image", "steady state"], starts))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -18,6 +19,22 @@ def config_for(kind: str, data: dict[str, Any]) -> Any:
     return classes[kind].from_dict(data)
 
 
+def _lower_priority() -> None:
+    """Run below the app's CPU priority (CAST_JOB_NICE), so a click never waits for a training step.
+
+    The worker runs in its own session, and Linux's autogroup scheduling shares the CPU between sessions
+    before nice values count, so the session's own nice value is set too (/proc/self/autogroup)."""
+    try:
+        nice = int(os.environ.get("CAST_JOB_NICE", "10"))
+        os.nice(nice)
+    except (OSError, ValueError, AttributeError):  # not permitted / not POSIX: run at normal priority
+        return
+    try:
+        Path("/proc/self/autogroup").write_text(str(nice))
+    except OSError:  # no autogroup scheduling here: the nice value above is enough
+        pass
+
+
 def run(folder: Path) -> int:
     """Train, streaming progress to progress.jsonl; leave result.json or error.json behind."""
     from cast.train.engine import train
@@ -32,8 +49,10 @@ def run(folder: Path) -> int:
               f"{info.get('images_per_s', 0):.1f} img/s  ETA {info.get('eta_s', 0):.0f} s", flush=True)
 
     try:
+        _lower_priority()
         torch.set_num_threads(max(1, torch.get_num_threads()))
-        print(f"{job['kind']} job {job['id']}: {job['config'].get('data')} -> {job['config'].get('output')}", flush=True)
+        names = {k: Path(str(job["config"].get(k) or "")).name for k in ("data", "output")}  # names, never server paths
+        print(f"{job['kind']} job {job['id']}: {names['data']} -> {names['output']}", flush=True)
         result = train(config_for(job["kind"], job["config"]), progress_callback=on_progress,
                        should_stop=lambda: (folder / "cancel").exists())
         cancelled = bool(getattr(result, "cancelled", False))

@@ -7,11 +7,17 @@ Layout, one folder per job under the jobs root:
     cancel          present when the user asked to cancel (the worker stops at the next step)
 States: queued -> running -> done | failed | cancelled. A job found "running" after an app restart whose
 process is gone is marked failed ("interrupted") and can be resumed from its last saved checkpoint.
+
+`JobLimits` makes the queue safe to share with strangers (a hosted app): every job has an owner and only
+that owner may see, cancel or resume it; jobs per owner and in total, steps, batch size and model size
+are capped; finished jobs' folders are removed when they expire or when the kept results exceed a disk
+budget, oldest first. Workers run at a lower CPU priority than the app (`nice`).
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -21,8 +27,26 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cast.errors import JobError
+
 STATES = ("queued", "running", "done", "failed", "cancelled")
 KINDS = ("moco", "supervised", "probe")
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """What one queue allows. The defaults are a private machine's: no caps, anyone sees every job."""
+
+    private: bool = False  # jobs are visible to, and changeable by, their owner only
+    max_running: int = 1  # jobs training at the same time
+    max_queued: int | None = None  # waiting jobs, all owners together
+    max_active_per_owner: int | None = None  # queued + running jobs of one owner
+    max_steps: int | None = None
+    max_batch_size: int | None = None
+    max_model_params: int | None = None
+    result_ttl_s: float | None = None  # finished jobs (and their models) are deleted after this long
+    max_results_bytes: int | None = None  # finished jobs' folders beyond this are deleted, oldest first
+    nice: int = 10  # CPU priority of the workers (higher = lower priority), so the explorer stays responsive
 
 
 @dataclass(frozen=True)
@@ -40,10 +64,15 @@ class Job:
     error: str | None = None
     output: str | None = None
     resumes: int = 0
+    owner: str | None = None  # the session that started it (hosted apps show and change a job for its owner only)
 
     @property
     def active(self) -> bool:
         return self.state in ("queued", "running")
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -69,10 +98,11 @@ def _alive(pid: int | None) -> bool:
 class JobQueue:
     """One queue, one job running at a time; state lives on disk, so it survives a restart."""
 
-    def __init__(self, root: Path, python: str = sys.executable) -> None:
+    def __init__(self, root: Path, python: str = sys.executable, limits: JobLimits | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.python = python
+        self.limits = limits or JobLimits()
         self._lock = threading.Lock()
         self._procs: dict[str, subprocess.Popen] = {}
         self._exit_codes: dict[str, int] = {}
@@ -82,14 +112,29 @@ class JobQueue:
     def job_dir(self, job_id: str) -> Path:
         return self.root / job_id
 
-    def get(self, job_id: str) -> Job:
-        data = json.loads((self.job_dir(job_id) / "job.json").read_text())
-        return Job(**data)
+    def get(self, job_id: str, owner: str | None = None) -> Job:
+        """A job by id; with private limits, only its owner gets it (anyone else: JobError, nothing told)."""
+        path = self.job_dir(str(job_id)) / "job.json"
+        if not job_id or "/" in str(job_id) or not path.is_file():
+            raise JobError(f"there is no job {job_id!r}")
+        job = Job(**json.loads(path.read_text()))
+        if self.limits.private and job.owner != owner:
+            raise JobError(f"job {job_id} belongs to another session: only the session that started it can see, "
+                           "cancel or resume it")
+        return job
 
-    def jobs(self) -> list[Job]:
-        """All jobs, newest first."""
-        found = [self.get(p.name) for p in self.root.iterdir() if (p / "job.json").is_file()]
+    def jobs(self, owner: str | None = None) -> list[Job]:
+        """All jobs, newest first; with private limits, the owner's only."""
+        found = [self._read(p.name) for p in self.root.iterdir() if (p / "job.json").is_file()]
+        if self.limits.private:
+            found = [j for j in found if j.owner == owner]
         return sorted(found, key=lambda j: j.created, reverse=True)
+
+    def queue_position(self, job_id: str) -> int | None:
+        """1 for the next job to start, 2 after it, ...; None for a job that is not waiting."""
+        queued = sorted((j for j in self._all() if j.state == "queued"), key=lambda j: j.created)
+        ids = [j.id for j in queued]
+        return ids.index(job_id) + 1 if job_id in ids else None
 
     def progress(self, job_id: str) -> list[dict[str, Any]]:
         """Every logged step of a job so far (for the live loss curve)."""
@@ -109,61 +154,123 @@ class JobQueue:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.is_file() else ""
 
     # ------------------------------------------------------------------ changing
-    def submit(self, kind: str, config: dict[str, Any]) -> Job:
-        """Queue a job; it starts when no other job is running."""
+    def new_job_id(self) -> str:
+        """A fresh id (also the name of the job's folder)."""
+        return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+    def submit(self, kind: str, config: dict[str, Any], owner: str | None = None, *, job_id: str | None = None,
+               model_params: int | None = None) -> Job:
+        """Queue a job (it starts when a running slot is free); JobError when the limits refuse it."""
         if kind not in KINDS:
-            raise ValueError(f"unknown job kind {kind!r}; choose one of {', '.join(KINDS)}")
-        job = Job(id=time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], kind=kind, config=dict(config))
-        self.job_dir(job.id).mkdir(parents=True)
+            raise JobError(f"unknown job kind {kind!r}; choose one of {', '.join(KINDS)}")
+        self._check_request(config, owner, model_params)
+        job = Job(id=job_id or self.new_job_id(), kind=kind, config=dict(config), owner=owner)
+        self.job_dir(job.id).mkdir(parents=True, exist_ok=True)
         self._save(job)
         self.poll()
-        return self.get(job.id)
+        return self._read(job.id)
 
-    def cancel(self, job_id: str) -> Job:
+    def cancel(self, job_id: str, owner: str | None = None) -> Job:
         """Ask a job to stop: a queued job is cancelled at once, a running one at its next step."""
-        job = self.get(job_id)
+        job = self.get(job_id, owner)
         if job.state == "queued":
             job = replace(job, state="cancelled", finished=time.time())
             self._save(job)
         elif job.state == "running":
             (self.job_dir(job_id) / "cancel").touch()
-        return self.get(job_id)
+        return self._read(job_id)
 
-    def resume(self, job_id: str) -> Job:
+    def resume(self, job_id: str, owner: str | None = None) -> Job:
         """Queue a failed or cancelled job again; it continues from its last saved checkpoint."""
-        job = self.get(job_id)
+        job = self.get(job_id, owner)
         if job.active:
             return job
+        self._check_active(owner)
         (self.job_dir(job_id) / "cancel").unlink(missing_ok=True)
         job = replace(job, state="queued", error=None, finished=None, pid=None, resumes=job.resumes + 1,
                       config={**job.config, "resume": True})
         self._save(job)
         self.poll()
-        return self.get(job_id)
+        return self._read(job_id)
 
-    def poll(self) -> list[Job]:
-        """Reap finished processes and start the next queued job. Cheap; call it on every UI refresh."""
+    def poll(self, owner: str | None = None) -> list[Job]:
+        """Reap finished processes, start queued jobs while slots are free, apply the retention rules.
+        Cheap; call it on every UI refresh. Returns the jobs `owner` may see, newest first."""
         with self._lock:
-            jobs = [self._finish(j) if j.state == "running" and not self._running(j) else j for j in self.jobs()]
-            if not any(j.state == "running" for j in jobs):
-                queued = sorted((j for j in jobs if j.state == "queued"), key=lambda j: j.created)
-                if queued:
-                    started = self._start(queued[0])
-                    jobs = [started if j.id == started.id else j for j in jobs]
-            return jobs
+            jobs = [self._finish(j) if j.state == "running" and not self._running(j) else j for j in self._all()]
+            running = sum(j.state == "running" for j in jobs)
+            for job in sorted((j for j in jobs if j.state == "queued"), key=lambda j: j.created):
+                if running >= self.limits.max_running:
+                    break
+                started = self._start(job)
+                jobs = [started if j.id == started.id else j for j in jobs]
+                running += 1
+            self._apply_retention(jobs)
+        return self.jobs(owner)
 
     def wait(self, job_id: str, timeout: float = 600.0, interval: float = 0.5) -> Job:
         """Block until a job leaves queued/running (for scripts and tests)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.poll()
-            job = self.get(job_id)
+            job = self._read(job_id)
             if not job.active:
                 return job
             time.sleep(interval)
-        raise TimeoutError(f"job {job_id} still {self.get(job_id).state} after {timeout:.0f}s")
+        raise TimeoutError(f"job {job_id} still {self._read(job_id).state} after {timeout:.0f}s")
 
     # ------------------------------------------------------------------ internals
+    def _read(self, job_id: str) -> Job:
+        return Job(**json.loads((self.job_dir(job_id) / "job.json").read_text()))
+
+    def _all(self) -> list[Job]:
+        return [self._read(p.name) for p in self.root.iterdir() if (p / "job.json").is_file()]
+
+    def _check_active(self, owner: str | None) -> None:
+        limits, jobs = self.limits, [j for j in self._all() if j.active]
+        mine = [j for j in jobs if j.owner == owner]
+        if limits.max_active_per_owner is not None and len(mine) >= limits.max_active_per_owner:
+            raise JobError(f"this session already has {len(mine)} job(s) queued or running (the limit is "
+                           f"{limits.max_active_per_owner}): wait for one to finish, or cancel it")
+        queued = [j for j in jobs if j.state == "queued"]
+        if limits.max_queued is not None and len(queued) >= limits.max_queued:
+            raise JobError(f"the queue is full ({len(queued)} jobs waiting); try again later")
+
+    def _check_request(self, config: dict[str, Any], owner: str | None, model_params: int | None) -> None:
+        limits = self.limits
+        self._check_active(owner)
+        steps, batch = config.get("steps"), config.get("batch_size")
+        if limits.max_steps is not None and (steps is None or int(steps) > limits.max_steps):
+            raise JobError(f"{steps} steps asked; this app allows at most {limits.max_steps} steps per job")
+        if limits.max_batch_size is not None and batch is not None and int(batch) > limits.max_batch_size:
+            raise JobError(f"batch size {batch} asked; this app allows at most {limits.max_batch_size}")
+        if limits.max_model_params is not None and model_params is not None and model_params > limits.max_model_params:
+            raise JobError(f"the model has {model_params / 1e6:.1f} M parameters; this app trains models of at most "
+                           f"{limits.max_model_params / 1e6:.0f} M")
+
+    def _apply_retention(self, jobs: list[Job]) -> None:
+        """Delete finished jobs that expired, then the oldest beyond the disk budget (their models go too)."""
+        limits = self.limits
+        if limits.result_ttl_s is None and limits.max_results_bytes is None:
+            return
+        finished = sorted((j for j in jobs if not j.active), key=lambda j: j.finished or j.created)
+        now = time.time()
+        keep = []
+        for job in finished:
+            if limits.result_ttl_s is not None and now - (job.finished or job.created) > limits.result_ttl_s:
+                shutil.rmtree(self.job_dir(job.id), ignore_errors=True)
+            else:
+                keep.append(job)
+        if limits.max_results_bytes is None:
+            return
+        sizes = {j.id: _folder_bytes(self.job_dir(j.id)) for j in keep}
+        total = sum(sizes.values()) + sum(_folder_bytes(self.job_dir(j.id)) for j in jobs if j.active)
+        for job in keep:  # oldest first
+            if total <= limits.max_results_bytes:
+                break
+            shutil.rmtree(self.job_dir(job.id), ignore_errors=True)
+            total -= sizes[job.id]
+
     def _save(self, job: Job) -> None:
         _write_json(self.job_dir(job.id) / "job.json", asdict(job))
 
@@ -182,7 +289,7 @@ class JobQueue:
         log = open(folder / "log.txt", "a")
         package_parent = str(Path(__file__).resolve().parents[2])  # where `cast` is importable from
         path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH", "")) if p)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **self.worker_env()}
         proc = subprocess.Popen([self.python, "-m", "cast.train.job_worker", str(folder)], stdout=log,
                                 stderr=subprocess.STDOUT, env=env, start_new_session=True)
         log.close()
@@ -190,6 +297,10 @@ class JobQueue:
         job = replace(job, state="running", started=time.time(), pid=proc.pid)
         self._save(job)
         return job
+
+    def worker_env(self) -> dict[str, str]:
+        """Environment of the worker processes (their CPU priority)."""
+        return {"CAST_JOB_NICE": str(self.limits.nice)}
 
     def _finish(self, job: Job) -> Job:
         """Read what the worker left behind (result.json / error.json) and set the final state."""
@@ -222,6 +333,6 @@ class JobQueue:
 
     def _recover(self) -> None:
         """After a restart: running jobs whose process is gone are failed (and resumable)."""
-        for job in self.jobs():
+        for job in self._all():
             if job.state == "running" and not _alive(job.pid):
                 self._finish(job)
