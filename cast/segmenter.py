@@ -9,14 +9,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator, Sequence
 
 import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from .errors import SuperpixelError
+from .errors import CastError, SuperpixelError
 from .hierarchy import Hierarchy
 from .hierarchy.kmeans import kmeans_hierarchy
 from .image import InputConfig, ModelInput, in_original_coordinates, prepare_input, read_image, to_tensor
@@ -24,6 +24,25 @@ from .model import Cast, CastOutput, VitBaseline
 from .superpixels import SuperpixelConfig, compute_superpixels, validate_for_model
 
 DEFAULT_MAX_OUTPUT_PIXELS = 4_000_000  # label maps larger than this are computed at a reduced scale
+
+
+def token_count(superpixels: np.ndarray, grid: int) -> int:
+    """CAST's token count for a superpixel map: 1 + the largest id left on the grid x grid token grid (§1.3)."""
+    height, width = superpixels.shape
+    rows, cols = (np.arange(grid) * height) // grid, (np.arange(grid) * width) // grid
+    return int(superpixels[np.ix_(rows, cols)].max()) + 1
+
+
+@dataclass
+class PreparedImage:
+    """An image ready for the model: its input crop, output canvas, superpixels (CAST) and token count."""
+
+    model_input: ModelInput
+    canvas: np.ndarray
+    superpixels: np.ndarray | None
+    token_count: int
+    timings: dict[str, float]
+    extra: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -113,6 +132,54 @@ class Segmenter:
 
     def run_detailed(self, image: Any, *, name: str | None = None) -> SegmentResult:
         """Like :meth:`run`, also returning the model input, raw outputs and per-stage timings (ms)."""
+        prepared = self.prepare(image, name=name)
+        if self.is_vit:
+            return self._segment_vit(prepared.model_input, prepared.canvas, prepared.canvas.shape[:2],
+                                     prepared.timings, prepared.extra)
+        return self.finish(prepared, self._timed_forward(prepared))
+
+    def run_many(self, images: Iterable[Any], *, names: Iterable[str | None] | None = None,
+                 batch_size: int = 8) -> Iterator[tuple[int, SegmentResult | CastError]]:
+        """Segment many images, batching CAST's forward pass where token counts allow (spec §2.4).
+
+        Yields (position, result) in input order as soon as results are ready; an image that cannot be
+        read or segmented yields its CastError instead. Only images with the same token count share a
+        batch, so every result equals a one-at-a-time run's; at most `batch_size` prepared images are
+        held at once (pending ones wait for their batch, flushed before memory grows)."""
+        names = list(names) if names is not None else None
+        pending: dict[int, list[tuple[int, PreparedImage]]] = {}
+        done: dict[int, SegmentResult | CastError] = {}
+        next_out = 0
+        held = 0
+        for position, image in enumerate(images):
+            try:
+                prepared = self.prepare(image, name=names[position] if names else None)
+                if self.is_vit or batch_size <= 1:
+                    done[position] = self._finish_one(prepared)
+                else:
+                    group = pending.setdefault(prepared.token_count, [])
+                    group.append((position, prepared))
+                    held += 1
+                    if len(group) >= batch_size:
+                        done.update(self._finish_batch(pending.pop(prepared.token_count)))
+                        held -= len(group)
+                    elif held >= batch_size:  # many token counts at once: flush the oldest waiting images
+                        oldest = min(pending, key=lambda k: pending[k][0][0])
+                        held -= len(pending[oldest])
+                        done.update(self._finish_batch(pending.pop(oldest)))
+            except CastError as err:
+                done[position] = err
+            while next_out in done:
+                yield next_out, done.pop(next_out)
+                next_out += 1
+        for group in list(pending.values()):
+            done.update(self._finish_batch(group))
+        while next_out in done:
+            yield next_out, done.pop(next_out)
+            next_out += 1
+
+    def prepare(self, image: Any, *, name: str | None = None) -> "PreparedImage":
+        """Decode, crop, and (for CAST) compute and check the superpixels: everything before the model."""
         timings: dict[str, float] = {}
         t = time.perf_counter()
         # validates every source, arrays included (size limits, dtype, channels); large files decode reduced
@@ -121,8 +188,65 @@ class Segmenter:
         canvas = _output_canvas(read.rgb, model_input, self.max_output_pixels)
         model_input = in_original_coordinates(model_input, read.original_size)
         timings["decode"] = (time.perf_counter() - t) * 1000
-        source = {"source_name": read.name, "source": read.describe(), "decoded_scale": read.scale}
-        return self._segment(model_input, canvas, timings, extra=source)
+        extra = {"source_name": read.name, "source": read.describe(), "decoded_scale": read.scale}
+        if self.is_vit:
+            return PreparedImage(model_input, canvas, None, 0, timings, extra)
+        t = time.perf_counter()
+        superpixels = compute_superpixels(model_input.pixels, self.superpixel_config)
+        grid = self.input_config.size // self.model.config.patch_size
+        validate_for_model(superpixels, grid=grid, min_tokens=self.model.config.min_tokens, rgb=model_input.pixels)
+        timings["superpixels"] = (time.perf_counter() - t) * 1000
+        return PreparedImage(model_input, canvas, superpixels, token_count(superpixels, grid), timings, extra)
+
+    def finish(self, prepared: "PreparedImage", output: CastOutput) -> SegmentResult:
+        """The hierarchy of one prepared image from its (batch-of-one) model output."""
+        t = time.perf_counter()
+        hierarchy = Hierarchy.from_logits(
+            _upsample_labels(prepared.superpixels, *prepared.canvas.shape[:2]),
+            [lg[0].float().cpu().numpy() for lg in output.logits],
+            image=prepared.canvas,
+            provenance={**self.describe(prepared.model_input, prepared.superpixels), **prepared.extra},
+        )
+        timings = {**prepared.timings, "hierarchy": (time.perf_counter() - t) * 1000}
+        return SegmentResult(hierarchy, prepared.model_input, prepared.superpixels, output, timings)
+
+    @torch.inference_mode()
+    def forward_batch(self, prepared: Sequence["PreparedImage"]) -> list[CastOutput]:
+        """One forward pass over images of equal token count; returns each image's batch-of-one output."""
+        if len({p.token_count for p in prepared}) != 1:
+            raise ValueError("images of a batch must share one token count (their results would change, spec §2.4)")
+        images = torch.cat([to_tensor(p.model_input.pixels) for p in prepared]).to(self.device)
+        labels = torch.from_numpy(np.stack([p.superpixels.astype(np.int64) for p in prepared])).to(self.device)
+        try:
+            output = self.model(images, labels)
+        except ValueError as err:  # too few distinct tokens for FPS (spec §3.3)
+            raise SuperpixelError(str(err)) from err
+        return [output.item(b) for b in range(len(prepared))]
+
+    def _timed_forward(self, prepared: "PreparedImage") -> CastOutput:
+        t = time.perf_counter()
+        output = self.forward(prepared.model_input.pixels, prepared.superpixels)
+        prepared.timings["forward"] = (time.perf_counter() - t) * 1000
+        return output
+
+    def _finish_one(self, prepared: "PreparedImage") -> SegmentResult:
+        if self.is_vit:
+            return self._segment_vit(prepared.model_input, prepared.canvas, prepared.canvas.shape[:2],
+                                     prepared.timings, prepared.extra)
+        return self.finish(prepared, self._timed_forward(prepared))
+
+    def _finish_batch(self, group: list[tuple[int, "PreparedImage"]]) -> dict[int, SegmentResult | CastError]:
+        t = time.perf_counter()
+        try:
+            outputs = self.forward_batch([p for _, p in group])
+        except CastError as err:
+            return {position: err for position, _ in group}
+        per_image = (time.perf_counter() - t) * 1000 / len(group)
+        results: dict[int, SegmentResult | CastError] = {}
+        for (position, prepared), output in zip(group, outputs):
+            prepared.timings["forward"] = per_image
+            results[position] = self.finish(prepared, output)
+        return results
 
     def reduction_for(self, width: int, height: int) -> int:
         """How much smaller a (width x height) image may be decoded: 1, 2, 4 or 8.
@@ -148,27 +272,17 @@ class Segmenter:
     def _segment(self, model_input: ModelInput, canvas: np.ndarray | None, timings: dict[str, float], *,
                  superpixels: np.ndarray | None = None, canvas_shape: tuple[int, int] | None = None,
                  extra: dict[str, Any] | None = None) -> SegmentResult:
+        """An earlier result's pixels (and superpixels) through this model (rerun)."""
         shape = canvas.shape[:2] if canvas is not None else canvas_shape
         if self.is_vit:
             return self._segment_vit(model_input, canvas, shape, timings, extra or {})
-        if superpixels is None:
-            t = time.perf_counter()
-            superpixels = compute_superpixels(model_input.pixels, self.superpixel_config)
-            validate_for_model(superpixels, grid=self.input_config.size // self.model.config.patch_size,
-                               min_tokens=self.model.config.min_tokens, rgb=model_input.pixels)
-            timings["superpixels"] = (time.perf_counter() - t) * 1000
-        t = time.perf_counter()
-        output = self.forward(model_input.pixels, superpixels)
-        timings["forward"] = (time.perf_counter() - t) * 1000
-        t = time.perf_counter()
-        hierarchy = Hierarchy.from_logits(
-            _upsample_labels(superpixels, *shape),
-            [lg[0].float().cpu().numpy() for lg in output.logits],
-            image=canvas,
-            provenance={**self.describe(model_input, superpixels), **(extra or {})},
-        )
-        timings["hierarchy"] = (time.perf_counter() - t) * 1000
-        return SegmentResult(hierarchy, model_input, superpixels, output, timings)
+        grid = self.input_config.size // self.model.config.patch_size
+        prepared = PreparedImage(model_input, canvas if canvas is not None else np.zeros((*shape, 3), np.uint8),
+                                 superpixels, token_count(superpixels, grid), timings, extra or {})
+        result = self.finish(prepared, self._timed_forward(prepared))
+        if canvas is None:
+            result.hierarchy.image = None
+        return result
 
     def _segment_vit(self, model_input: ModelInput, canvas: np.ndarray | None, shape: tuple[int, int],
                      timings: dict[str, float], extra: dict[str, Any]) -> SegmentResult:

@@ -59,6 +59,14 @@ class Hierarchy:
     image: np.ndarray | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     base_name: str = "superpixels"  # what level 0 is: CAST's superpixels, or the ViT baseline's k-means clusters
+    stability: tuple[np.ndarray, ...] | None = None  # per level, per segment id: mean IoU under perturbations
+
+    def with_stability(self, scores: Sequence[np.ndarray]) -> "Hierarchy":
+        """A copy carrying a stability score per segment of every level (cast.collection.stability)."""
+        scores = tuple(np.asarray(s, dtype=np.float64) for s in scores)
+        if [len(s) for s in scores] != list(self.sizes):
+            raise ValueError(f"stability scores of sizes {[len(s) for s in scores]} do not fit the levels {self.sizes}")
+        return replace(self, stability=scores)
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -188,6 +196,18 @@ class Hierarchy:
         if not (0 <= x < w and 0 <= y < h):
             raise IndexError(f"pixel ({x}, {y}) outside the {w}x{h} image")
         return int(self.labels(level)[y, x])
+
+    def segment_at_original(self, level: int, x: float, y: float) -> int:
+        """Segment under pixel (x, y) of the ORIGINAL image (before cropping / resizing for the model)."""
+        info = self.provenance.get("input", {})
+        box = info.get("crop_box_xyxy")
+        if box is None:
+            return self.segment_at(level, int(x), int(y))
+        x0, y0, x1, y1 = box
+        if not (x0 <= x < x1 and y0 <= y < y1):
+            raise IndexError(f"pixel ({x:g}, {y:g}) lies outside the part of the image the model saw ({x0},{y0})-({x1},{y1})")
+        h, w = self.shape
+        return self.segment_at(level, min(w - 1, int((x - x0) * w / (x1 - x0))), min(h - 1, int((y - y0) * h / (y1 - y0))))
 
     def parent_of(self, level: int, segment: int) -> int | None:
         """Parent id at level+1, or None at the coarsest level."""
@@ -320,6 +340,7 @@ class Hierarchy:
             runner_up=None if parent is None else int(self.runner_up[level][segment]),
             runner_up_confidence=None if parent is None else _known(float(self.runner_up_prob[level][segment])),
             mean_color=None if colors is None else tuple(float(v) for v in colors[segment]),
+            stability=None if self.stability is None else _known(float(self.stability[level][segment])),
         )
 
     def records(self, level: int | None = None) -> list[SegmentRecord]:
@@ -374,6 +395,7 @@ class Hierarchy:
             "sizes": list(self.sizes),
             "provenance": self.provenance,
             "base_name": self.base_name,
+            "stability": None if self.stability is None else [_nan_to_none(p) for p in self.stability],
         }
         return json.dumps(payload)
 
@@ -397,6 +419,7 @@ class Hierarchy:
             image=image,
             provenance=data.get("provenance", {}),
             base_name=data.get("base_name", "superpixels"),
+            stability=as_arrays("stability", np.float64) if data.get("stability") is not None else None,
         )
 
     def _check_level(self, level: int) -> None:

@@ -35,6 +35,15 @@ class CastOutput:
         """S: the number of superpixel tokens (max id on the token grid + 1, over the batch)."""
         return self.logits[0].shape[1]
 
+    def item(self, b: int) -> "CastOutput":
+        """Image b of the batch as a batch of one (views, no copies)."""
+        one = lambda tensors: tuple(t[b : b + 1] for t in tensors)  # noqa: E731
+        return CastOutput(
+            blocks=one(self.blocks), logits=one(self.logits), centroids=one(self.centroids), seeds=one(self.seeds),
+            padding_masks=one(self.padding_masks), cls_tokens=one(self.cls_tokens), embedding=self.embedding[b : b + 1],
+            class_logits=None if self.class_logits is None else self.class_logits[b : b + 1],
+        )
+
     def assignments(self, level: int) -> torch.Tensor:
         """Soft assignment (B, S_{l-1}, K_l) of level l-1 segments to level-l parents."""
         return self.logits[level - 1].softmax(dim=-1)
