@@ -33,6 +33,7 @@ class HostedLimits:
     max_zip_mb: float = 200.0  # one uploaded ZIP of training images
     max_zip_images: int = 2000  # images in one ZIP
     max_zip_expanded_mb: float = 1000.0  # what one ZIP may expand to
+    max_collection_images: int = 100  # images of one collection (the Collection tab keeps them in memory)
     max_job_steps: int = 300
     max_job_batch: int = 16
     max_job_model_params_m: float = 30.0  # CAST-S (28 M) and smaller; CAST-B would take hours on 2 vCPU

@@ -10,6 +10,7 @@ from cast.train.jobs import JobQueue
 
 from .config import AppConfig
 from .downloads import DownloadManager
+from .collection_tab import build_collection_tab
 from .explore_tab import build_explore_tab, page_load_updates
 from .jobs_tab import JobService, build_jobs_tab
 from .models import ModelCatalog
@@ -39,10 +40,13 @@ def build_app(config: AppConfig | None = None, *, background_download: bool = Tr
         gr.Markdown("# CAST Explorer\nHierarchical segments learned by CAST (Ke, Mo, Yu, ICLR 2024): "
                     "superpixels → 64 → 32 → 16 → 8 segments from one forward pass.")
         gr.Markdown(config.mode_banner(), elem_id="mode")
-        with gr.Tab("Explore"):
-            explore = build_explore_tab(catalog, config, default_key, owner_state)
-        with gr.Tab("Fine-tune"):
-            build_jobs_tab(jobs, [explore.model_in, explore.compare_model], owner_state)
+        with gr.Tabs() as tabs:
+            with gr.Tab("Explore", id="explore"):
+                explore = build_explore_tab(catalog, config, default_key, owner_state)
+            with gr.Tab("Collection", id="collection"):
+                build_collection_tab(catalog, config, explore, owner_state, tabs)
+            with gr.Tab("Fine-tune", id="finetune"):
+                build_jobs_tab(jobs, [explore.model_in, explore.compare_model], owner_state)
         demo.load(new_token, [owner_state], [owner_state], api_visibility="private")
         demo.load(lambda: page_load_updates(catalog), None,
                   [explore.model_in, explore.model_key_state, explore.compare_model, explore.status,

@@ -10,11 +10,14 @@ from .overlays import (
     fill_view,
     render,
     segment_colors,
+    segment_crop,
+    stability_view,
+    value_view,
     voc_palette,
 )
 
 __all__ = [
     "FigureData", "PALETTE", "VIEWS", "Selection", "blend", "figure_data", "boundary_mask", "boundary_strength", "fill_view",
-    "highlighted_nodes", "partition_figure", "render", "segment_colors", "tree_figure", "tree_layout",
+    "highlighted_nodes", "partition_figure", "render", "segment_colors", "segment_crop", "stability_view", "tree_figure", "tree_layout", "value_view",
     "voc_palette",
 ]  # fmt: skip

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..hierarchy import Hierarchy
 
-VIEWS = ("fill", "boundaries", "all_boundaries", "grid", "boundary_map", "confidence")
+VIEWS = ("fill", "boundaries", "all_boundaries", "grid", "boundary_map", "confidence", "stability")
 
 
 def voc_palette(num_colors: int = 256) -> np.ndarray:
@@ -114,20 +114,54 @@ def all_boundaries_view(image: np.ndarray, hierarchy: Hierarchy) -> np.ndarray:
     return out
 
 
+def value_view(image: np.ndarray, labels: np.ndarray, per_segment: np.ndarray, opacity: float = 0.7,
+               low: float = 0.0, high: float = 1.0) -> np.ndarray:
+    """Each segment coloured by a value of its own (red at `low`, green at `high`); NaN segments grey."""
+    values = np.asarray(per_segment, dtype=np.float64)
+    known = np.isfinite(values)
+    scaled = np.clip((np.where(known, values, low) - low) / max(high - low, 1e-12), 0, 1)
+    table = np.where(known[:, None], CONFIDENCE_RAMP[(scaled * 255).astype(np.uint8)], np.uint8(160))
+    padded = np.full((int(labels.max()) + 1, 3), 160, np.uint8)
+    padded[: min(len(table), len(padded))] = table[: len(padded)]
+    out = blend(image, padded[labels], opacity)
+    out[boundary_mask(labels)] = 255
+    return out
+
+
 def confidence_view(image: np.ndarray, hierarchy: Hierarchy, level: int, opacity: float = 0.7) -> np.ndarray:
     """Each segment coloured by the model's probability of its chosen parent (red low, green high).
 
     Segments without a probability (the ViT baseline's hard k-means assignments) are grey."""
     if level >= hierarchy.num_levels - 1:
         level = hierarchy.num_levels - 2
-    per_segment = hierarchy.parent_prob[level]
-    known = np.isfinite(per_segment)
-    ramp_index = (np.clip(np.where(known, per_segment, 0), 0, 1) * 255).astype(np.uint8)
-    segment_colors = np.where(known[:, None], CONFIDENCE_RAMP[ramp_index], np.uint8(160))
-    colors = segment_colors[hierarchy.labels(level)]
-    out = blend(image, colors, opacity)
-    out[boundary_mask(hierarchy.labels(level))] = 255
-    return out
+    return value_view(image, hierarchy.labels(level), hierarchy.parent_prob[level], opacity)
+
+
+def stability_view(image: np.ndarray, hierarchy: Hierarchy, level: int, opacity: float = 0.7) -> np.ndarray:
+    """Each segment coloured by its stability (red: dissolves under small perturbations, green: always back)."""
+    if hierarchy.stability is None:
+        raise ValueError("this hierarchy has no stability scores: measure them first (cast.collection.stability)")
+    return value_view(image, hierarchy.labels(level), hierarchy.stability[level], opacity)
+
+
+def segment_crop(image: np.ndarray, labels: np.ndarray, segment: int, margin: float = 0.15, side: int = 160) -> np.ndarray:
+    """A square-ish crop around one segment, the rest dimmed and the segment outlined, about `side` px wide."""
+    mask = labels == segment
+    if not mask.any():
+        return np.full((side, side, 3), 128, np.uint8)
+    ys, xs = np.nonzero(mask)
+    h, w = labels.shape
+    pad_y, pad_x = int((ys.max() - ys.min() + 1) * margin) + 2, int((xs.max() - xs.min() + 1) * margin) + 2
+    y0, y1 = max(0, ys.min() - pad_y), min(h, ys.max() + 1 + pad_y)
+    x0, x1 = max(0, xs.min() - pad_x), min(w, xs.max() + 1 + pad_x)
+    crop = image[y0:y1, x0:x1].astype(np.float32)
+    inside = mask[y0:y1, x0:x1]
+    crop[~inside] *= 0.35
+    out = crop.astype(np.uint8)
+    out[boundary_mask(inside.astype(np.int32))] = (255, 255, 0)
+    scale = side / max(out.shape[:2])
+    return cv2.resize(out, (max(1, round(out.shape[1] * scale)), max(1, round(out.shape[0] * scale))),
+                      interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST)
 
 
 def grid_view(image: np.ndarray, hierarchy: Hierarchy, opacity: float = 0.6, columns: int | None = None) -> np.ndarray:
@@ -204,4 +238,6 @@ def render(
         return grid_view(image, hierarchy, opacity)
     if view == "boundary_map":
         return boundary_map_view(hierarchy)
+    if view == "stability":
+        return stability_view(image, hierarchy, level, opacity)
     return confidence_view(image, hierarchy, level, opacity)
