@@ -113,7 +113,10 @@ def search_outputs(view: CollectionView, hits, level: int) -> tuple[list, np.nda
     item = view.item()
     query = view.collection.index.vector(view.selected, level, hits[0].segment)
     per_segment = view.collection.index.similarities(view.selected, level, query)
-    heat = value_view(item.hierarchy.image, item.hierarchy.labels(level), per_segment, opacity=0.75, low=-1.0, high=1.0)
+    finite = per_segment[np.isfinite(per_segment)]
+    low = float(finite.min()) if len(finite) else -1.0  # stretched over this image's range: red least, green most
+    heat = value_view(item.hierarchy.image, item.hierarchy.labels(level), per_segment, opacity=0.75, low=low,
+                      high=max(low + 1e-6, float(finite.max()) if len(finite) else 1.0))
     return crops, heat
 
 
@@ -147,7 +150,8 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
             with gr.Row():
                 selected_out = gr.Image(label="Selected image: click a segment", type="numpy", interactive=False,
                                         elem_id="coll_selected")
-                heat_out = gr.Image(label="Similarity to the clicked segment", type="numpy", interactive=False,
+                heat_out = gr.Image(label="Similarity to the clicked segment (red: least, green: most, in this image)",
+                                    type="numpy", interactive=False,
                                     elem_id="coll_heat")
             open_btn = gr.Button("Open this image in Explore", elem_id="coll_open")
             results_out = gr.Gallery(label="Most similar segments", columns=6, height=260, allow_preview=False,

@@ -13,6 +13,7 @@ from typing import Any
 
 import gradio as gr
 
+from cast.collection.stability import stability_scores
 from cast.datasets import load_label_mask
 from cast.errors import CastError
 from cast.evaluation import align_ground_truth, level_metrics
@@ -36,6 +37,7 @@ VIEW_LABELS = {
     "grid": "grid of every level",
     "boundary_map": "hierarchy boundary map (UCM)",
     "confidence": "parent-assignment confidence",
+    "stability": "stability (measure it first)",
 }
 IMAGE_FORMATS = "PNG (8/16-bit), JPEG (incl. CMYK), TIFF, WebP, GIF, BMP"
 
@@ -107,6 +109,8 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
                 view_in = gr.Dropdown([(v, k) for k, v in VIEW_LABELS.items()], value="fill", label="View")
                 opacity_in = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Opacity")
             timings = gr.Markdown("", elem_id="timings")
+            stability_btn = gr.Button("Measure stability (5 perturbed runs: flip, ±16 superpixels, noise, JPEG)",
+                                      size="sm", elem_id="measure_stability")
             with gr.Accordion("Side by side: CAST vs the ViT baseline, or any two models", open=False):
                 with gr.Row():
                     compare_model = gr.Dropdown(catalog.choices(), value=_default_compare(catalog), label="Compare with",
@@ -165,7 +169,8 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
         segmenter = Segmenter(handle.model, superpixels, InputConfig(size=int(size), mode=mode), provenance=handle.provenance)
         result = segmenter.run_detailed(upload.path, name=upload.name)
         session = ExplorerSession.create(result, handle.summary, handle.top_classes(result.output))
-        session = session.with_view(level=int(level), view=view, opacity=float(opacity))
+        session = dataclasses.replace(session, segmenter=segmenter, source=upload.path)
+        session = session.with_view(level=int(level), view="fill" if view == "stability" else view, opacity=float(opacity))
         message = f"ℹ️ {handle.notice}" if handle.notice else ""
         if handle.notice:
             gr.Info(handle.notice)
@@ -189,6 +194,20 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
             raise Notice("Segment an image first.")
         session = session.select_at(*evt.index)
         return (*refresh(session), *compare_pictures(session, other), "")
+
+    @keeps_session(len(view_outputs) + 2)
+    def measure_stability(session):
+        """Score every segment by how it comes back under small perturbations; then show the stability view."""
+        if session is None or session.segmenter is None:
+            raise Notice("Segment an image first.")
+        result = session.result
+        source = session.source if session.source is not None else result.hierarchy.image
+        scores = stability_scores(session.segmenter, source, result.hierarchy)
+        measured = dataclasses.replace(result, hierarchy=result.hierarchy.with_stability(scores))
+        fresh = dataclasses.replace(ExplorerSession.create(measured, session.model_summary, session.top_classes),
+                                    segmenter=session.segmenter, source=session.source)
+        fresh = fresh.with_view(level=session.view.level, view="stability", opacity=session.view.opacity)
+        return (*refresh(fresh), gr.update(value="stability"), "")
 
     @keeps_session(len(compare_outputs) + 2)
     def click_other(session, other, evt: gr.SelectData):
@@ -268,6 +287,7 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
         lambda: gr.update(visible=bool(catalog.downloads.active())), None, [cancel_download], api_visibility="private")
     cancel_download.click(lambda key: _cancel(catalog, key), [model_in], [notice], api_name="cancel_download")
     export_btn.click(export, [session_state], [export_file, notice], api_name="export")
+    stability_btn.click(measure_stability, [session_state], [*view_outputs, view_in, notice], api_name="measure_stability")
     gt_in.change(score_ground_truth, [session_state, compare_state, gt_in], [gt_scores, notice], api_name="score_ground_truth")
     download_timer.tick(tick, None, [downloads_md, download_timer, cancel_download], show_progress="hidden",
                         api_visibility="private")

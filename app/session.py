@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cast.hierarchy import Hierarchy
 from cast.render import FigureData, Selection, figure_data, partition_figure, render, tree_figure
-from cast.segmenter import SegmentResult
+from cast.segmenter import Segmenter, SegmentResult
+
+from .notices import Notice
 
 DISPLAY_MAX_SIDE = 768  # the browser shows at most this; clicks are mapped through the same scale
 
@@ -35,6 +38,8 @@ class ExplorerSession:
     top_classes: list[tuple[str, float]] = field(default_factory=list)
     render_ms: float = 0.0
     figures: FigureData | None = None  # what the tree figures draw, worked out once per image
+    segmenter: Segmenter | None = None  # what produced it (the model is shared, not copied): for stability
+    source: Path | None = None  # the uploaded original, for re-runs on exactly the same file
 
 
     @classmethod
@@ -65,6 +70,8 @@ class ExplorerSession:
 
     def picture(self) -> np.ndarray:
         """The current view as an RGB image at display resolution (and how long it took)."""
+        if self.view.view == "stability" and self.display.stability is None:
+            raise Notice("No stability scores yet: press “Measure stability” first.")
         t = time.perf_counter()
         out = render(self.display, self.view.view, self.view.level, opacity=self.view.opacity, selection=self.selection)
         self.render_ms = (time.perf_counter() - t) * 1000

@@ -172,6 +172,32 @@ def test_cast_vs_vit_side_by_side(page: Page) -> None:
     page.screenshot(path=str(SHOTS / "8_cast_vs_vit.png"), full_page=True)
 
 
+def test_collection_search_and_stability(page: Page) -> None:
+    """Segment a collection with stability, colour it by stability, click a segment: similar segments rank."""
+    page.get_by_role("tab", name="Collection").click()
+    photos = sorted(str(p) for p in (REPO_ROOT / "assets").glob("*.jpg"))
+    page.locator("#coll_files input[type=file]").set_input_files(photos)
+    page.locator("#coll_stability input").check()
+    page.click("#coll_run")
+    expect(page.locator("#coll_summary")).to_contain_text(f"{len(photos)} images", timeout=180_000)
+    page.locator("#coll_gallery img").nth(1).click()  # the cat
+    page.locator("#coll_view").get_by_role("radio", name="stability").check()
+    page.wait_for_timeout(1500)
+    page.locator("#coll_selected").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "9_collection_stability.png"), full_page=True)
+    selected = page.locator("#coll_selected img")
+    expect(selected).to_be_visible()
+    x, y = image_point_to_page(page, "#coll_selected img", 0.45, 0.35)
+    page.mouse.click(x, y)
+    results = page.locator("#coll_results img")
+    expect(results.first).to_be_visible(timeout=30_000)
+    assert results.count() >= 4
+    expect(page.locator("#coll_heat img")).to_be_visible()
+    page.locator("#coll_results").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "10_collection_search.png"), full_page=True)
+    page.get_by_role("tab", name="Explore").click()
+
+
 def test_bad_upload_keeps_previous_results(page: Page, tmp_path: Path) -> None:
     panel_before = page.locator("#panel").inner_text()
     broken = tmp_path / "not_an_image.png"

@@ -36,7 +36,7 @@ FORMAT_VERSION = "cast-explorer-export/1"
 
 METADATA_COLUMNS = (
     "id", "level", "segment", "parent", "num_children", "area", "bbox_x", "bbox_y", "bbox_w", "bbox_h",
-    "confidence", "runner_up", "runner_up_confidence",
+    "confidence", "runner_up", "runner_up_confidence", "stability",
 )
 
 
@@ -68,6 +68,7 @@ def metadata_csv(records: list[dict[str, Any]]) -> str:
         writer.writerow([
             r["id"], r["level"], r["segment"], empty(r["parent"]), len(r["children"]), r["area"], *r["bbox"],
             empty(r["parent_confidence"]), empty(r["runner_up_parent"]), empty(r["runner_up_confidence"]),
+            empty(r.get("stability")),
         ])
     return buffer.getvalue()
 
