@@ -31,6 +31,10 @@ def hierarchy() -> Hierarchy:
 
 @pytest.mark.parametrize("view", VIEWS)
 def test_every_view_renders_an_rgb_image(hierarchy: Hierarchy, view: str) -> None:
+    if view == "stability":  # a view of measured scores: here a ramp over the segment ids stands in for them
+        with pytest.raises(ValueError, match="no stability scores"):
+            render(hierarchy, view, 2)
+        hierarchy = hierarchy.with_stability([np.linspace(0, 1, n) for n in hierarchy.sizes])
     out = render(hierarchy, view, 2)
     assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
     if view != "grid":
