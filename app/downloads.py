@@ -13,6 +13,7 @@ from typing import Callable
 
 from cast.errors import CastError
 from cast.weights.hub import DownloadProgress, fetch_pretrained, local_status
+from cast.weights.reading import format_bytes
 from cast.weights.zoo import ZOO
 
 ACTIVE = "downloading"
@@ -41,8 +42,8 @@ class DownloadState:
     def describe(self) -> str:
         """One line for the UI: '<name>: 45 % of 2,076 MB', 'ready', or the error."""
         if self.status == ACTIVE:
-            size = f"{self.total / 1e6:,.0f} MB" if self.total else "size unknown"
-            done = f"{self.fraction:.0%} of {size}" if self.fraction is not None else f"{self.downloaded / 1e6:,.0f} MB"
+            size = format_bytes(self.total) if self.total else "size unknown"
+            done = f"{self.fraction:.0%} of {size}" if self.fraction is not None else format_bytes(self.downloaded)
             return f"downloading {self.name}: {done}"
         if self.status == "ready":
             return f"{self.name} is ready"

@@ -112,3 +112,47 @@ def test_background_download_serves_the_bundled_model_first(tmp_path: Path) -> N
                 assert time.monotonic() < deadline, "the background download never became the default"
                 time.sleep(2)
         assert any(r.method == "GET" and r.path.endswith(ZOO[name].filename) for r in hub.requests)
+
+
+def test_download_manager_reports_progress_and_joins_running_downloads() -> None:
+    """The app's background downloads: progress as the fetch reports it, one thread per file, failures and
+    cancellation as states the UI shows (the fetch itself is tested against a local Hub in test_hub.py)."""
+    import threading
+
+    from app.downloads import DownloadManager
+    from cast.errors import CheckpointError
+    from cast.weights.hub import DownloadProgress
+
+    release = threading.Event()
+    calls = []
+
+    def fetch(name, progress, should_stop):
+        calls.append(name)
+        progress(DownloadProgress(name, 50, 200))
+        release.wait(10)
+        if should_stop():
+            raise CheckpointError(f"download of {name} cancelled")
+        if name == "cast_small_deit_in1k":
+            raise CheckpointError("the Hub answered HTTP 404")
+        progress(DownloadProgress(name, 200, 200))
+
+    manager = DownloadManager(fetch=fetch)
+    first = manager.start("cast_small_moco_in1k")
+    assert manager.start("cast_small_moco_in1k") is not None and calls.count("cast_small_moco_in1k") <= 1
+    deadline = time.monotonic() + 5
+    while (manager.state("cast_small_moco_in1k").downloaded or 0) < 50:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    state = manager.state("cast_small_moco_in1k")
+    assert state.active and state.fraction == 0.25 and first.active
+    assert state.describe() == "downloading cast_small_moco_in1k: 25% of 200 bytes"
+    manager.start("cast_small_deit_in1k")
+    manager.start("cast_base_moco_in1k")
+    manager.cancel("cast_base_moco_in1k")
+    release.set()
+    assert manager.wait("cast_small_moco_in1k", 10).status == "ready"
+    failed = manager.wait("cast_small_deit_in1k", 10)
+    assert failed.status == "failed" and "HTTP 404" in failed.describe()
+    cancelled = manager.wait("cast_base_moco_in1k", 10)
+    assert cancelled.status == "cancelled" and "resumes where it stopped" in cancelled.describe()
+    assert calls.count("cast_small_moco_in1k") == 1 and manager.active() == []
