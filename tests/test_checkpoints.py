@@ -499,6 +499,7 @@ def test_cli_convert(tmp_path, tiny_file, capsys):
     assert "error:" in capsys.readouterr().err and not (tmp_path / "x.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_cli_convert_subprocess(tmp_path, tiny_file):
     out = tmp_path / "cli.safetensors"
     result = subprocess.run(

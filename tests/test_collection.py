@@ -166,6 +166,7 @@ def exported(photos, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_cli_exports_one_coco_json_and_search_works(exported: Path, photos) -> None:
     coco = json.loads((exported / "collection" / "segments_coco.json").read_text())
     assert len(coco["images"]) == len(photos) and [c["id"] for c in coco["categories"]] == [1, 2, 3, 4, 5]
@@ -188,6 +189,7 @@ def test_cli_exports_one_coco_json_and_search_works(exported: Path, photos) -> N
     assert len(hits) == 5
 
 
+@pytest.mark.slow
 def test_collection_export_imports_with_fiftyone(exported: Path) -> None:
     """FiftyOne's own ImageSegmentationDirectoryImporter reads every level (FiftyOne runs in its own environment:
     its pinned packages clash with ours; scripts/test.sh provides it as CAST_FIFTYONE_PYTHON)."""
