@@ -58,6 +58,7 @@ class ExploreControls:
 def ensure_model(catalog: ModelCatalog, key: str, progress: gr.Progress | None = None,
                  owner: str | None = None) -> ModelHandle:
     """The model behind a picker key, downloading its official weights first (with a progress bar) if needed."""
+    key = catalog.check_key(key)
     name = catalog.needs_download(key)
     if name is not None:
         state = catalog.downloads.start(name)
@@ -88,7 +89,9 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
             if examples:
                 gr.Examples(examples=examples, inputs=image_in, label="Example photographs")
             with gr.Accordion("Model and superpixels", open=True):
-                model_in = gr.Dropdown(catalog.choices(), value=DEFAULT_KEY, label="Model", elem_id="model")
+                # choices change per session (downloads, fine-tunes): keys are checked by the catalog, not the widget
+                model_in = gr.Dropdown(catalog.choices(), value=DEFAULT_KEY, label="Model", elem_id="model",
+                                       allow_custom_value=True)
                 cancel_download = gr.Button("Cancel download", size="sm", visible=bool(catalog.downloads.active()),
                                             elem_id="cancel_download")
                 ckpt_in = gr.File(label="…or upload a checkpoint (.safetensors / .pth)", type="filepath",
@@ -114,7 +117,7 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
             with gr.Accordion("Side by side: CAST vs the ViT baseline, or any two models", open=False):
                 with gr.Row():
                     compare_model = gr.Dropdown(catalog.choices(), value=_default_compare(catalog), label="Compare with",
-                                                elem_id="compare_model")
+                                                elem_id="compare_model", allow_custom_value=True)
                     compare_btn = gr.Button("Compare on this image", elem_id="compare")
                 with gr.Row():
                     compare_a = gr.Image(label="This model", type="numpy", format="png", interactive=False,

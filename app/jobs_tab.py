@@ -56,6 +56,7 @@ class JobService:
         hosted, caps = self.config.hosted, self.config.limits
         data = self._data(request, hosted)
         model_key = self.catalog.default_key() if request.model_key in (DEFAULT_KEY, None, "") else request.model_key
+        model_key = self.catalog.check_key(model_key)
         checkpoint, variant, params = self._base(model_key, owner)
         if checkpoint is None and hosted and not caps.allow_from_scratch:
             raise JobError("this app does not train from scratch: choose a trained model to start from")
@@ -172,7 +173,8 @@ def build_jobs_tab(service: JobService, model_pickers: list[gr.Dropdown], owner_
             data_dir = gr.Textbox(label="Image folder on the server", elem_id="job_data", visible=not hosted)
             data_zip = gr.File(label="…or upload a ZIP of images" if not hosted else "Upload a ZIP of images",
                                file_types=[".zip"], type="filepath", elem_id="job_zip")
-            base = gr.Dropdown(catalog.choices(kind="cast"), value=DEFAULT_KEY, label="Start from", elem_id="job_base")
+            base = gr.Dropdown(catalog.choices(kind="cast"), value=DEFAULT_KEY, label="Start from", elem_id="job_base",
+                               allow_custom_value=True)  # keys are checked by the catalog
             with gr.Row():
                 max_steps = config.limits.max_job_steps if hosted else None
                 max_batch = config.limits.max_job_batch if hosted else None

@@ -187,6 +187,20 @@ class ModelCatalog:
     def bundled_key(self) -> str:
         return f"file:{self.bundled_path.name}" if self.bundled_path.is_file() else UNTRAINED_KEY
 
+    def check_key(self, key: str) -> str:
+        """A picker key as a visitor may send it: `default`, `zoo:<published>`, `file:<name in the checkpoints
+        folder>`, `job:<id>` (its owner is checked when it loads), the untrained placeholder. Anything else —
+        a server path, an internal key — is refused, whatever a client puts in a request."""
+        kind, _, rest = str(key).partition(":")
+        if key in (DEFAULT_KEY, UNTRAINED_KEY, self._initial_key) or kind == "job":
+            return key
+        if kind == "zoo" and rest in ZOO and ZOO[rest].loadable:
+            return key
+        if kind == "file":
+            self.resolve_file(rest)
+            return key
+        raise CheckpointError(f"{key!r} is not a model choice of this app")
+
     def resolve_file(self, name: str) -> Path:
         """The checkpoint behind a `file:` key: the bundled one, or a file of that name in the checkpoints folder."""
         if not name or Path(name).name != name or name.startswith("."):

@@ -207,3 +207,16 @@ def test_two_visitors_of_a_hosted_app(tmp_path: Path) -> None:
         while a.predict(api_name="/jobs")[0]["state"] != "cancelled":
             assert time.monotonic() < deadline
             time.sleep(0.5)
+
+
+def test_model_keys_from_a_request_cannot_name_server_files(tmp_path: Path) -> None:
+    """A client may send any string as the model: only the app's own choices are accepted."""
+    from app.models import ModelCatalog
+
+    catalog = ModelCatalog(tmp_path)
+    for key in ("upload:abc:/etc/passwd", "path:/etc/passwd", "file:../../etc/passwd", "file:/etc/passwd",
+                "zoo:not_a_model", "zoo:cast_snapshots_zip", "/etc/passwd"):
+        with pytest.raises(CastError):
+            catalog.check_key(key)
+    assert catalog.check_key("default") == "default" and catalog.check_key("zoo:cast_small_moco_in1k")
+    assert catalog.check_key(catalog.bundled_key()) == catalog.bundled_key()
