@@ -4,7 +4,6 @@ stability, statistics, ground-truth scores per image, and the collection export.
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,8 @@ from .config import AppConfig
 from .explore_tab import ExploreControls, ensure_model
 from .models import DEFAULT_KEY, ModelCatalog
 from .notices import Notice, keeps_session
-from .owners import check_upload_size, owner_of
+from .owners import check_upload_size, check_zip, owner_of
+from .scratch import Scratch
 
 THUMB_PIXELS = 256 * 256  # label maps of collection items: open an image in Explore for full resolution
 VIEWS = [("filled colours", "fill"), ("stability", "stability"), ("parent confidence", "confidence")]
@@ -47,31 +47,53 @@ class CollectionView:
         return self.collection.item(self.selected)
 
 
-def gather_files(paths: list[str] | None, caps: Any | None) -> tuple[list[Path], list[str]]:
-    """Image files of an upload (images and ZIPs, expanded safely), with their names as the user knows them."""
+def gather_files(paths: list[str] | None, caps: Any | None, scratch: Scratch) -> tuple[list[Path], list[str]]:
+    """Image files of an upload (images and ZIPs, checked, then expanded into a short-lived folder), with their
+    names as the user knows them. Every cap is checked before anything is extracted."""
     if not paths:
         raise Notice("Upload images, or a ZIP of images, first.")
-    files, names = [], []
-    for path in map(Path, paths):
-        if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
+    paths = [Path(p) for p in paths]
+    total = 0
+    for path in paths:
+        if zipfile.is_zipfile(path):
             check_upload_size(path, caps and caps.max_zip_mb, "ZIP files")
-            limit = int((caps.max_zip_expanded_mb if caps else 8000) * 1e6)
-            root = prepare_data_root(path, extract_dir=Path(tempfile.gettempdir()) / "cast-collections", max_bytes=limit)
-            found, _ = scan_images(root)
-            files += sorted(found)
-            names += [str(p.relative_to(root)) for p in sorted(found)]
+            total += check_zip(path, caps and caps.max_zip_images, caps and caps.max_zip_expanded_mb)
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             check_upload_size(path, caps and caps.max_image_mb, "images")
-            files.append(path)
-            names.append(path.name)
+            total += 1
         else:
             raise CastError(f"{path.name} is neither an image nor a ZIP of images")
     limit = getattr(caps, "max_collection_images", None)
-    if limit is not None and len(files) > limit:
-        raise CastError(f"{len(files)} images uploaded; this app segments at most {limit} per collection")
+    if limit is not None and total > limit:
+        raise CastError(f"{total} images uploaded; this app segments at most {limit} per collection")
+    files, names = [], []
+    for path in paths:
+        if zipfile.is_zipfile(path):
+            limit_bytes = int((caps.max_zip_expanded_mb if caps else 8000) * 1e6)
+            root = prepare_data_root(path, extract_dir=scratch.new("collection"), max_bytes=limit_bytes)
+            found, _ = scan_images(root)
+            files += sorted(found)
+            names += [str(p.relative_to(root)) for p in sorted(found)]
+        else:
+            files.append(path)
+            names.append(path.name)
     if not files:
         raise CastError("the upload holds no images")
     return files, names
+
+
+def export_stems(names: list[str]) -> list[str]:
+    """A distinct, plain folder name per image ("collection" is the collection's own folder)."""
+    taken, stems = {"collection"}, []
+    for name in names:
+        base = Path(name).stem.replace("/", "_").replace("\\", "_") or "image"
+        stem, n = base, 1
+        while stem.casefold() in taken:
+            n += 1
+            stem = f"{base}-{n}"
+        taken.add(stem.casefold())
+        stems.append(stem)
+    return stems
 
 
 def gallery(view: CollectionView) -> list[tuple[np.ndarray, str]]:
@@ -124,7 +146,8 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
                          owner_state: gr.BrowserState, tabs: gr.Tabs) -> None:
     """Add the Collection tab to the current Blocks and wire its events (/collection and /search among them)."""
     caps = config.limits if config.hosted else None
-    state = gr.State(None)
+    scratch = config.scratch()
+    state = gr.State(None, time_to_live=config.session_ttl_s())
     gr.Markdown("Segment many images at once, then click a segment to find similar ones across the collection "
                 "(cosine similarity of CAST's own segment embeddings at that level). Stability scores each segment "
                 "by how it comes back under a flip, other superpixel counts, noise and JPEG re-encoding (6 runs "
@@ -175,7 +198,7 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
     @keeps_session(9)
     def segment_collection(paths, model_key=DEFAULT_KEY, batch_size=8, stability=False, level=2, token=None,
                            request: gr.Request = None, progress=gr.Progress()):
-        files, names = gather_files(paths, caps)
+        files, names = gather_files(paths, caps, scratch)
         handle = ensure_model(catalog, model_key or DEFAULT_KEY, progress, owner_of(token, request))
         recorded = recorded_superpixels(handle.model) or SuperpixelConfig.official()
         segmenter = Segmenter(handle.model, None if handle.is_vit else recorded,
@@ -251,7 +274,10 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
         mask_files = {}
         for path in map(Path, masks):
             if zipfile.is_zipfile(path):
-                root = prepare_data_root(path, extract_dir=Path(tempfile.gettempdir()) / "cast-masks")
+                check_upload_size(path, caps and caps.max_zip_mb, "ZIP files")
+                check_zip(path, None, caps and caps.max_zip_expanded_mb)
+                limit_bytes = int((caps.max_zip_expanded_mb if caps else 8000) * 1e6)
+                root = prepare_data_root(path, extract_dir=scratch.new("masks"), max_bytes=limit_bytes)
                 mask_files.update({p.name: p for p in root.rglob("*.png")})
             else:
                 check_upload_size(path, caps and caps.max_image_mb, "masks")
@@ -266,13 +292,9 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
     def export(view):
         if view is None:
             raise Notice("Nothing to export yet: segment a collection first.")
-        out = Path(tempfile.mkdtemp(prefix="cast-collection-"))
+        out = scratch.new("collection-export")
         writer = CollectionWriter(out / "collection_export")
-        stems = {}
-        for item in view.collection.items:
-            stem = Path(item.name).stem.replace("/", "_") or f"image_{item.index}"
-            stem = stem if stem not in stems else f"{stem}-{item.index}"
-            stems[stem] = True
+        for item, stem in zip(view.collection.items, export_stems(view.collection.names())):
             writer.add(item.index, item.name, stem, item.hierarchy, item.embeddings)
         writer.close()
         merge_collection(out / "collection_export")

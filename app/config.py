@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from cast.errors import CastError
 from cast.train.jobs import JobLimits
+
+from .scratch import Scratch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IN_CHECKOUT = (REPO_ROOT / "app.py").is_file() and (REPO_ROOT / "cast").is_dir()
@@ -44,6 +48,9 @@ class HostedLimits:
     results_disk_gb: float = 5.0  # finished jobs kept, oldest removed first beyond this
     results_ttl_hours: float = 24.0  # finished jobs (and their models) are removed after this long
     job_nice: int = 15  # CPU priority of training processes (19 = lowest), so clicks stay fast
+    scratch_ttl_hours: float = 2.0  # extracted uploads and exports are removed after this long
+    session_ttl_hours: float = 2.0  # a visitor's results in memory are dropped after this long without use
+    max_sessions: int = 200  # sessions whose results are kept in memory, the least recently used go first
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "HostedLimits":
@@ -126,6 +133,7 @@ class AppConfig:
     max_concurrency: int = 2
     hosted: bool = False
     limits: HostedLimits = field(default_factory=HostedLimits)
+    scratch_dir: Path = Path(tempfile.gettempdir()) / "cast-explorer"  # per-request files (ZIPs, exports)
 
     @classmethod
     def from_env(cls) -> "AppConfig":
@@ -140,7 +148,31 @@ class AppConfig:
             jobs_dir=Path(os.environ.get("CAST_JOBS_DIR", cls.jobs_dir)),
             hosted=hosted_from_env(),
             limits=HostedLimits.from_env(),
+            scratch_dir=Path(os.environ.get("CAST_SCRATCH_DIR", cls.scratch_dir)),
         )
+
+    def scratch(self) -> Scratch:
+        """Per-request folders, removed after the hosted TTL (a day in local mode)."""
+        return Scratch(self.scratch_dir, self.limits.scratch_ttl_hours * 3600 if self.hosted else 24 * 3600)
+
+    def session_ttl_s(self) -> float | None:
+        """How long a session's results stay in memory without use (hosted only)."""
+        return self.limits.session_ttl_hours * 3600 if self.hosted else None
+
+    def browser_secret(self) -> str:
+        """The key that seals each browser's owner token: stable across restarts (CAST_BROWSER_SECRET, else a
+        random key kept beside the jobs, which it protects)."""
+        if os.environ.get("CAST_BROWSER_SECRET"):
+            return os.environ["CAST_BROWSER_SECRET"]
+        path = self.jobs_dir / ".browser-secret"
+        try:
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(secrets.token_hex(32))
+                path.chmod(0o600)
+            return path.read_text().strip()
+        except OSError:
+            return secrets.token_hex(32)  # a read-only place: tokens then last as long as the process
 
     def job_limits(self) -> JobLimits:
         """Private, capped jobs when hosted; a local app keeps its full power (no caps, lower CPU priority only)."""
@@ -148,6 +180,9 @@ class AppConfig:
 
     def mode_banner(self) -> str:
         """What the app says about its mode (shown at the top of every page)."""
+        if not self.hosted and self.server_name not in ("127.0.0.1", "localhost", "::1"):
+            return ("**Local mode on a network address** — anyone who reaches this app can train on any folder of "
+                    "this machine and see every job. For an app others use, set `CAST_HOSTED=1`.")
         if self.hosted:
             return (f"**Hosted mode** — {self.limits.describe()}. Your fine-tuning jobs and their models are visible "
                     "to this browser session only; data come from your uploads.")

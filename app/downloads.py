@@ -61,6 +61,7 @@ class DownloadManager:
         self._cancel: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
         self._local: dict[str, tuple[bool, float]] = {}
+        self._waiters: dict[str, set[str | None]] = {}  # who waits for each download (None: the app itself)
         self._lock = threading.Lock()
 
     def is_local(self, name: str) -> bool:
@@ -78,11 +79,15 @@ class DownloadManager:
             self._local[name] = (local, now)
         return local
 
-    def start(self, name: str) -> DownloadState:
-        """Start fetching a zoo entry (or join the running download); returns its state."""
+    def start(self, name: str, waiter: str | None = None) -> DownloadState:
+        """Start fetching a zoo entry (or join the running download) for `waiter`; returns its state."""
         if name not in ZOO:
             raise CastError(f"unknown published model {name!r}")
+        old = self._threads.get(name)
+        if old is not None and self._cancel.get(name) is not None and self._cancel[name].is_set():
+            old.join(30)  # a download being cancelled: let it stop, then start afresh
         with self._lock:
+            self._waiters.setdefault(name, set()).add(waiter)
             state = self._states.get(name)
             if state is not None and state.active:
                 return state
@@ -93,12 +98,21 @@ class DownloadManager:
         thread.start()
         return self.state(name)
 
-    def cancel(self, name: str) -> None:
-        """Ask a running download to stop at its next chunk."""
+    def cancel(self, name: str, waiter: str | None = None) -> bool:
+        """`waiter` stops waiting; the download stops at its next chunk once nobody waits for it (the app's own
+        background download of the default model, waited for by None, only stops for cancel(name)).
+        Returns whether the download is stopping."""
         with self._lock:
+            waiters = self._waiters.setdefault(name, set())
+            if waiter is None:
+                waiters.clear()
+            else:
+                waiters.discard(waiter)
             event = self._cancel.get(name)
-        if event is not None:
+            stop = not waiters and event is not None
+        if stop:
             event.set()
+        return stop
 
     def state(self, name: str) -> DownloadState | None:
         with self._lock:

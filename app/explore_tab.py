@@ -5,7 +5,6 @@ Every callback is a few lines over the library; results live in per-session gr.S
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +60,7 @@ def ensure_model(catalog: ModelCatalog, key: str, progress: gr.Progress | None =
     key = catalog.check_key(key)
     name = catalog.needs_download(key)
     if name is not None:
-        state = catalog.downloads.start(name)
+        state = catalog.downloads.start(name, waiter=owner)
         while state is not None and state.active:
             if progress is not None:
                 progress(state.fraction or 0.0, desc=state.describe())
@@ -76,11 +75,13 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
     """Add the Explore tab to the current Blocks and wire its events."""
     caps = config.limits if config.hosted else None
     examples = sorted(str(p) for p in config.assets_dir.glob("*.jpg")) if config.assets_dir.is_dir() else []
-    session_state = gr.State(None)
-    compare_state = gr.State(None)  # the other model's ExplorerSession on the same pixels
+    ttl = config.session_ttl_s()  # hosted: a visitor's results leave memory after a while without use
+    scratch = config.scratch()
+    session_state = gr.State(None, time_to_live=ttl)
+    compare_state = gr.State(None, time_to_live=ttl)  # the other model's ExplorerSession on the same pixels
     model_key_state = gr.State(DEFAULT_KEY)  # the model in use: a failed download goes back to it
     status = gr.Markdown(status_markdown(None, catalog.describe(default_key)), elem_id="status")
-    downloads_md = gr.Markdown(catalog.default_status(), elem_id="downloads")
+    downloads_md = gr.Markdown(redact_paths(catalog.default_status()), elem_id="downloads")
     notice = gr.Markdown("", elem_id="notice")
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
@@ -174,9 +175,9 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
         session = ExplorerSession.create(result, handle.summary, handle.top_classes(result.output))
         session = dataclasses.replace(session, segmenter=segmenter, source=upload.path)
         session = session.with_view(level=int(level), view="fill" if view == "stability" else view, opacity=float(opacity))
-        message = f"ℹ️ {handle.notice}" if handle.notice else ""
+        message = redact_paths(f"ℹ️ {handle.notice}") if handle.notice else ""
         if handle.notice:
-            gr.Info(handle.notice)
+            gr.Info(redact_paths(handle.notice))
         return (*refresh(session), model_key, message)
 
     @keeps_session(len(view_outputs) + len(compare_outputs) + 1)
@@ -236,14 +237,14 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
         except (CastError, Notice) as err:
             gr.Warning(redact_paths(str(err)))
             return previous, gr.update(value=previous), f"⚠️ {redact_paths(str(err))}"
-        message = f"ℹ️ {handle.notice}" if handle.notice else f"Model ready: {handle.summary}"
+        message = redact_paths(f"ℹ️ {handle.notice}" if handle.notice else f"Model ready: {handle.summary}")
         return key, gr.update(), message
 
     @keeps_session(2)
     def export(session):
         if session is None:
             raise Notice("Nothing to export yet: segment an image first.")
-        out_dir = Path(tempfile.mkdtemp(prefix="cast-export-"))
+        out_dir = scratch.new("export")
         stem = Path(str(session.hierarchy.provenance.get("source_name", "image"))).stem or "image"
         return str(export_zip(session.hierarchy, out_dir / f"{stem}_cast.zip", stem=stem)), ""
 
@@ -260,7 +261,7 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
 
     def tick():
         active = bool(catalog.downloads.active())
-        return catalog.default_status(), gr.Timer(active=active), gr.update(visible=active)
+        return redact_paths(catalog.default_status()), gr.Timer(active=active), gr.update(visible=active)
 
     def before_choice(key):
         """Show the download bar's companions (status ticks, cancel) when the choice needs a download."""
@@ -288,7 +289,10 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
         choose_model, [model_in, model_key_state, owner_state], [model_key_state, model_in, notice],
         api_visibility="private").then(
         lambda: gr.update(visible=bool(catalog.downloads.active())), None, [cancel_download], api_visibility="private")
-    cancel_download.click(lambda key: _cancel(catalog, key), [model_in], [notice], api_name="cancel_download")
+    # hosted: a visitor only stops waiting (others may need the file); locally, cancel stops the download
+    cancel_download.click(lambda key, token=None, request=None: _cancel(
+                              catalog, key, owner_of(token, request) if config.hosted else None),
+                          [model_in, owner_state], [notice], api_name="cancel_download")
     export_btn.click(export, [session_state], [export_file, notice], api_name="export")
     stability_btn.click(measure_stability, [session_state], [*view_outputs, view_in, notice], api_name="measure_stability")
     gt_in.change(score_ground_truth, [session_state, compare_state, gt_in], [gt_scores, notice], api_name="score_ground_truth")
@@ -315,17 +319,18 @@ def _default_compare(catalog: ModelCatalog) -> str:
     return (local or vit or [catalog.bundled_key()])[0]
 
 
-def _cancel(catalog: ModelCatalog, key: str) -> str:
+def _cancel(catalog: ModelCatalog, key: str, owner: str | None) -> str:
+    """Stop waiting for a download; it stops when nobody waits for it any more (and it is not the default's)."""
     name = catalog.needs_download(key) if key else None
     if name is None:
         return "Nothing is downloading for this choice."
-    catalog.downloads.cancel(name)
-    return f"Cancelling the download of {name}…"
+    stopped = catalog.downloads.cancel(name, waiter=owner)
+    return f"Cancelling the download of {name}…" if stopped else f"Stopped waiting for {name}; others still need it."
 
 
 def page_load_updates(catalog: ModelCatalog) -> tuple[Any, ...]:
     """Per page load: the current default model (an official one once its download finished) and fresh labels."""
     key = catalog.default_key()
     return (gr.update(value=DEFAULT_KEY, choices=catalog.choices()), DEFAULT_KEY, gr.update(choices=catalog.choices()),
-            status_markdown(None, catalog.describe(key)), catalog.default_status(),
+            status_markdown(None, catalog.describe(key)), redact_paths(catalog.default_status()),
             gr.Timer(active=bool(catalog.downloads.active())))

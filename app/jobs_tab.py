@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,14 +15,13 @@ from typing import Any
 import gradio as gr
 import plotly.graph_objects as go
 
-from cast.datasets import IMAGE_SUFFIXES
 from cast.errors import JobError
 from cast.train.jobs import Job, JobQueue
 
 from .config import AppConfig
 from .models import DEFAULT_KEY, UNTRAINED_KEY, ModelCatalog
 from .notices import keeps_session, redact_paths
-from .owners import check_upload_size, owner_of
+from .owners import check_upload_size, check_zip, owner_of
 
 KIND_CHOICES = [("Self-supervised adaptation (MoCo-v3, unlabelled images)", "moco"),
                 ("Supervised fine-tune (DeiT-style, one folder per class)", "supervised"),
@@ -57,6 +55,8 @@ class JobService:
         data = self._data(request, hosted)
         model_key = self.catalog.default_key() if request.model_key in (DEFAULT_KEY, None, "") else request.model_key
         model_key = self.catalog.check_key(model_key)
+        # the cheap caps first: a refused request costs no model load
+        self.queue.check_request({"steps": request.steps, "batch_size": request.batch}, owner)
         checkpoint, variant, params = self._base(model_key, owner)
         if checkpoint is None and hosted and not caps.allow_from_scratch:
             raise JobError("this app does not train from scratch: choose a trained model to start from")
@@ -67,8 +67,9 @@ class JobService:
         config = {"data": data, "output": str(out), "checkpoint": checkpoint, "variant": variant,
                   "steps": int(request.steps), "batch_size": int(request.batch),
                   "save_every": max(1, int(request.steps) // 4)}  # fmt: skip
-        if hosted:
+        if hosted:  # extracted into the job's folder, so the retention rules remove it with the job
             config["max_data_bytes"] = int(caps.max_zip_expanded_mb * 1e6)
+            config["data_cache_dir"] = str(self.queue.job_dir(job_id) / "data")
         return self.queue.submit(request.kind, config, owner, job_id=job_id, model_params=params)
 
     def result_of(self, job_id: str, owner: str | None) -> Path:
@@ -93,7 +94,7 @@ class JobService:
         if request.data_zip:
             if hosted:
                 check_upload_size(request.data_zip, caps.max_zip_mb, "ZIP files")
-                _check_zip(Path(request.data_zip), caps.max_zip_images, caps.max_zip_expanded_mb)
+                check_zip(request.data_zip, caps.max_zip_images, caps.max_zip_expanded_mb)
             return str(request.data_zip)
         if not folder:
             raise JobError("upload a ZIP of images" + ("" if hosted else ", or give a folder of images on the server"))
@@ -123,22 +124,6 @@ class JobService:
         if kind == "path":
             return rest, handle.model.config.name, params
         raise JobError(f"cannot start a job from {self.catalog.describe(model_key)}")
-
-
-def _check_zip(path: Path, max_images: int, max_expanded_mb: float) -> None:
-    """Image count and expanded size of an uploaded ZIP, from its directory (nothing is extracted)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = [m for m in archive.infolist() if not m.is_dir()]
-    except (zipfile.BadZipFile, OSError) as err:
-        raise JobError(f"{path.name} is not a readable ZIP file ({err})") from err
-    images = sum(Path(m.filename).suffix.lower() in IMAGE_SUFFIXES for m in members)
-    expanded = sum(m.file_size for m in members)
-    if images > max_images:
-        raise JobError(f"{path.name} holds {images} images; this app accepts at most {max_images} per ZIP")
-    if expanded > max_expanded_mb * 1e6:
-        raise JobError(f"{path.name} expands to {expanded / 1e6:,.0f} MB; this app accepts at most "
-                       f"{max_expanded_mb:,.0f} MB")
 
 
 def job_row(queue: JobQueue, job: Job) -> list:

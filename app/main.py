@@ -16,8 +16,9 @@ def main() -> None:
     # Hosted: the server refuses any upload above the largest cap before it is written; our own per-input
     # caps (images, checkpoints, ZIPs) then answer with a message naming the file.
     max_file_size = f"{config.limits.max_upload_mb:g}mb" if config.hosted else None
+    capacity = config.limits.max_sessions if config.hosted else 10_000  # sessions whose results stay in memory
     demo.launch(server_name=config.server_name, server_port=config.server_port, show_error=True,
-                max_file_size=max_file_size)
+                max_file_size=max_file_size, state_session_capacity=capacity)
 
 
 if __name__ == "__main__":

@@ -71,14 +71,22 @@ def describe_model(model: nn.Module, label: str, official: ZooEntry | None = Non
         trained = f"official weights: {official.training} on {official.data} ({official.reported})"
     elif cfg.get("trained") is False:
         trained = "UNTRAINED placeholder weights"
-    elif cfg.get("data"):
-        origin = f", from {cfg['parent_checkpoint']}" if cfg.get("parent_checkpoint") else ""
-        trained = f"trained on {cfg['data']}{origin}"
+    elif cfg.get("data"):  # file names only: a checkpoint records the paths of the machine that made it
+        parent = str(cfg.get("parent_checkpoint") or "")
+        origin = f", from {parent if parent.startswith('hf://') else Path(parent).name}" if parent else ""
+        trained = f"trained on {_names_only(str(cfg['data']))}{origin}"
     else:
         trained = "training data not recorded in the file"
     kind = "ViT baseline, hierarchy by k-means of its patch features" if isinstance(model, VitBaseline) else "CAST"
     head = "1000-class classifier" if cfg.get("has_classifier") else "no classifier"
     return f"{label} — {arch} ({kind}, {head}) — {trained}"
+
+
+def _names_only(text: str) -> str:
+    """Absolute paths in a recorded description shown as their last part."""
+    from .notices import redact_paths
+
+    return redact_paths(text)
 
 
 def warm_up(model: nn.Module) -> None:
@@ -203,7 +211,7 @@ class ModelCatalog:
 
     def resolve_file(self, name: str) -> Path:
         """The checkpoint behind a `file:` key: the bundled one, or a file of that name in the checkpoints folder."""
-        if not name or Path(name).name != name or name.startswith("."):
+        if not name or Path(name).name != name or name.startswith(".") or not name.endswith(".safetensors"):
             raise CheckpointError(f"{name!r} is not a checkpoint name of this app")
         if name == self.bundled_path.name and self.bundled_path.is_file():
             return self.bundled_path

@@ -35,8 +35,11 @@ def build_app(config: AppConfig | None = None, *, background_download: bool = Tr
 
     jobs = JobService(JobQueue(config.jobs_dir, limits=config.job_limits()), catalog, config)
 
-    with gr.Blocks(title="CAST Explorer") as demo:
-        owner_state = gr.BrowserState("", storage_key="cast-explorer-owner")  # this browser's jobs and models
+    # hosted: Gradio's own copies of uploads and outputs are deleted when older than the scratch time to live
+    ttl = int(config.limits.scratch_ttl_hours * 3600)
+    with gr.Blocks(title="CAST Explorer", delete_cache=(max(60, ttl // 4), ttl) if config.hosted else None) as demo:
+        # this browser's jobs and models; sealed with a key that survives restarts, like the jobs themselves
+        owner_state = gr.BrowserState("", storage_key="cast-explorer-owner", secret=config.browser_secret())
         gr.Markdown("# CAST Explorer\nHierarchical segments learned by CAST (Ke, Mo, Yu, ICLR 2024): "
                     "superpixels → 64 → 32 → 16 → 8 segments from one forward pass.")
         gr.Markdown(config.mode_banner(), elem_id="mode")

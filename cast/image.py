@@ -134,10 +134,14 @@ def _decode(stream: io.IOBase, name: str, reduction: ReductionPolicy | None = No
                     img.draft("RGB" if img.mode in ("RGB", "YCbCr") else img.mode, (img.width // factor, img.height // factor))
                     scale = max(1, round(_ratio(full, img)))
                 img.load()
+                loaded = img.size  # (W, H) as decoded; some formats (TIFF) already apply their orientation here
                 if factor > 1 and fmt != "JPEG":
-                    img = img.reduce(factor)
+                    img = _reducible(img).reduce(factor)
                     scale = factor
-                return ImageRead(_pil_to_rgb(img, name=name, check=False, owned=True), name, full, scale, mode, fmt)
+                rgb = _pil_to_rgb(img, name=name, check=False, owned=True)
+                if fmt != "JPEG":  # the full size, in the orientation of the pixels we return
+                    full = _full_size(loaded, rgb.shape[:2])
+                return ImageRead(rgb, name, full, scale, mode, fmt)
     except InvalidImageError:
         raise
     except Image.DecompressionBombError as exc:  # Pillow refuses > ~179 MP while opening, before our own check
@@ -161,6 +165,23 @@ def _oriented_size(img: Image.Image) -> tuple[int, int]:
         orientation = 1
     w, h = img.size
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def _reducible(img: Image.Image) -> Image.Image:
+    """Pillow reduces only some modes: palette and 1-bit images become RGB(A) or L first, 16-bit ones I."""
+    if img.mode in ("P", "PA", "1"):
+        return img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
+    if img.mode in _SIXTEEN_BIT_MODES:
+        return img.convert("I")
+    return img
+
+
+def _full_size(loaded: tuple[int, int], decoded_hw: tuple[int, int]) -> tuple[int, int]:
+    """(H, W) of the full image given the decoder's (W, H) and the returned pixels' (h, w) orientation."""
+    width, height = loaded
+    h, w = decoded_hw
+    swapped = width != height and (w >= h) != (width >= height)
+    return (width, height) if swapped else (height, width)
 
 
 def _ratio(full: tuple[int, int], img: Image.Image) -> float:

@@ -155,7 +155,7 @@ class Segmenter:
             try:
                 prepared = self.prepare(image, name=names[position] if names else None)
                 if self.is_vit or batch_size <= 1:
-                    done[position] = self._finish_one(prepared)
+                    done[position] = self._try(self._finish_one, prepared)
                 else:
                     group = pending.setdefault(prepared.token_count, [])
                     group.append((position, prepared))
@@ -236,17 +236,25 @@ class Segmenter:
         return self.finish(prepared, self._timed_forward(prepared))
 
     def _finish_batch(self, group: list[tuple[int, "PreparedImage"]]) -> dict[int, SegmentResult | CastError]:
+        """Results of a batch; when the batch fails, each image is tried alone, so one image's error stays its own."""
         t = time.perf_counter()
         try:
             outputs = self.forward_batch([p for _, p in group])
-        except CastError as err:
-            return {position: err for position, _ in group}
+        except CastError:
+            return {position: self._try(self._finish_one, prepared) for position, prepared in group}
         per_image = (time.perf_counter() - t) * 1000 / len(group)
         results: dict[int, SegmentResult | CastError] = {}
         for (position, prepared), output in zip(group, outputs):
             prepared.timings["forward"] = per_image
-            results[position] = self.finish(prepared, output)
+            results[position] = self._try(self.finish, prepared, output)
         return results
+
+    @staticmethod
+    def _try(fn, *args) -> SegmentResult | CastError:
+        try:
+            return fn(*args)
+        except CastError as err:
+            return err
 
     def reduction_for(self, width: int, height: int) -> int:
         """How much smaller a (width x height) image may be decoded: 1, 2, 4 or 8.

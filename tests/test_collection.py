@@ -247,3 +247,32 @@ def test_collection_and_search_endpoints(photos, tmp_path) -> None:
         assert hits[0]["similarity"] == pytest.approx(1.0, abs=1e-4)
         assert len({h["image_index"] for h in hits}) > 1
         assert [h["similarity"] for h in hits] == sorted((h["similarity"] for h in hits), reverse=True)
+
+
+def test_one_bad_image_in_a_batch_fails_alone(model, photos) -> None:
+    """A constant image passes the reading but not the model's checks: its batch-mates still segment."""
+    flat = np.full((300, 300, 3), 128, np.uint8)
+    segmenter = cast.Segmenter(model, max_output_pixels=128 * 128)
+    results = dict(segmenter.run_many([photos[0], flat, photos[1]], batch_size=4))
+    assert isinstance(results[1], CastError) and "constant" in str(results[1])
+    assert results[0].hierarchy.num_levels == 5 and results[2].hierarchy.num_levels == 5
+
+
+def test_export_stems_are_distinct_and_never_the_collection_folder() -> None:
+    from app.collection_tab import export_stems
+
+    stems = export_stems(["x.jpg", "x-2.jpg", "b/x.jpg", "collection.jpg", "X.png"])
+    assert len({s.casefold() for s in stems}) == 5 and "collection" not in stems
+
+
+def test_scratch_folders_expire(tmp_path) -> None:
+    import time as _time
+
+    from app.scratch import Scratch
+
+    scratch = Scratch(tmp_path / "scratch", ttl_s=60)
+    old = scratch.new("export")
+    past = _time.time() - 120
+    os.utime(old, (past, past))
+    fresh = scratch.new("export")
+    assert not old.exists() and fresh.exists()

@@ -305,3 +305,35 @@ def test_parity_with_official_input_pipeline(fixture) -> None:
     assert diff.max() <= 1, f"{name}: max diff {diff.max()}"
     np.testing.assert_array_equal(out.pixels, expected)  # bit-exact with the Pillow in our venv
     torch.testing.assert_close(to_tensor(expected), reference["image"], atol=1e-6, rtol=0)
+
+
+def test_rotated_tiff_and_jpeg_report_the_oriented_full_size() -> None:
+    """An 800 x 400 (W x H) file rotated by EXIF is 400 wide, 800 high, whichever format applies the rotation."""
+    import io
+
+    from cast.image import read_image
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 800, 3), dtype=np.uint8))
+    exif = img.getexif()
+    exif[0x0112] = 6
+    for fmt in ("TIFF", "JPEG"):
+        buffer = io.BytesIO()
+        img.save(buffer, format=fmt, exif=exif.tobytes())
+        read = read_image(buffer.getvalue())
+        assert read.rgb.shape[:2] == (800, 400) and read.original_size == (800, 400), fmt
+
+
+@pytest.mark.parametrize("mode", ["P", "1", "I;16"])
+def test_reduced_decoding_of_palette_bilevel_and_16_bit_images(mode: str) -> None:
+    import io
+
+    from cast.image import read_image
+
+    base = Image.fromarray(data.astronaut()).resize((1800, 1800))
+    grey16 = np.asarray(base.convert("L")).astype(np.uint16) * 257
+    img = Image.fromarray(grey16) if mode == "I;16" else base.convert(mode)
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    read = read_image(buffer.getvalue(), reduction=lambda w, h: 2)
+    assert read.scale == 2 and read.rgb.shape == (900, 900, 3) and read.original_size == (1800, 1800)
+    assert read.rgb.std() > 10  # an image, not a failure

@@ -102,6 +102,9 @@ def extract_zip(archive: Path, extract_dir: Path, max_bytes: int) -> Path:
                             raise DatasetError(f"{archive.name} expands to more than {max_bytes:,} bytes; refusing it")
                         out.write(chunk)
             (staging / ".complete").touch()
+            if (target / ".complete").exists():  # another request extracted the same archive meanwhile
+                shutil.rmtree(staging, ignore_errors=True)
+                return target
             shutil.rmtree(target, ignore_errors=True)
             os.replace(staging, target)
         except BaseException:

@@ -57,7 +57,8 @@ def run(folder: Path) -> int:
                        should_stop=lambda: (folder / "cancel").exists())
         cancelled = bool(getattr(result, "cancelled", False))
         print(f"{'cancelled' if cancelled else 'finished'} after {result.steps} steps", flush=True)
-        (folder / "result.json").write_text(json.dumps({"output": str(result.output_path), "cancelled": cancelled,
+        output = str(result.output_path) if result.output_path is not None else None
+        (folder / "result.json").write_text(json.dumps({"output": output, "cancelled": cancelled,
                                                         "steps": result.steps, "final_loss": result.final_loss}))
         return 0
     except BaseException as err:  # reported to the queue as a failed job, with its error

@@ -116,11 +116,12 @@ class JobQueue:
         """A job by id; with private limits, only its owner gets it (anyone else: JobError, nothing told)."""
         path = self.job_dir(str(job_id)) / "job.json"
         if not job_id or "/" in str(job_id) or not path.is_file():
-            raise JobError(f"there is no job {job_id!r}")
+            raise JobError(f"there is no job {job_id!r} of this session" if self.limits.private
+                           else f"there is no job {job_id!r}")
         job = Job(**json.loads(path.read_text()))
-        if self.limits.private and job.owner != owner:
-            raise JobError(f"job {job_id} belongs to another session: only the session that started it can see, "
-                           "cancel or resume it")
+        if self.limits.private and job.owner != owner:  # the same answer whether or not the job exists
+            raise JobError(f"there is no job {job_id!r} of this session: only the session that started a job can "
+                           "see, cancel or resume it")
         return job
 
     def jobs(self, owner: str | None = None) -> list[Job]:
@@ -163,33 +164,36 @@ class JobQueue:
         """Queue a job (it starts when a running slot is free); JobError when the limits refuse it."""
         if kind not in KINDS:
             raise JobError(f"unknown job kind {kind!r}; choose one of {', '.join(KINDS)}")
-        self._check_request(config, owner, model_params)
-        job = Job(id=job_id or self.new_job_id(), kind=kind, config=dict(config), owner=owner)
-        self.job_dir(job.id).mkdir(parents=True, exist_ok=True)
-        self._save(job)
+        with self._lock:  # the caps are checked and the job saved as one step
+            self.check_request(config, owner, model_params)
+            job = Job(id=job_id or self.new_job_id(), kind=kind, config=dict(config), owner=owner)
+            self.job_dir(job.id).mkdir(parents=True, exist_ok=True)
+            self._save(job)
         self.poll()
         return self._read(job.id)
 
     def cancel(self, job_id: str, owner: str | None = None) -> Job:
         """Ask a job to stop: a queued job is cancelled at once, a running one at its next step."""
-        job = self.get(job_id, owner)
-        if job.state == "queued":
-            job = replace(job, state="cancelled", finished=time.time())
-            self._save(job)
-        elif job.state == "running":
-            (self.job_dir(job_id) / "cancel").touch()
+        with self._lock:  # never between poll() starting a queued job and saving it as running
+            job = self.get(job_id, owner)
+            if job.state == "queued":
+                job = replace(job, state="cancelled", finished=time.time())
+                self._save(job)
+            elif job.state == "running":
+                (self.job_dir(job_id) / "cancel").touch()
         return self._read(job_id)
 
     def resume(self, job_id: str, owner: str | None = None) -> Job:
         """Queue a failed or cancelled job again; it continues from its last saved checkpoint."""
-        job = self.get(job_id, owner)
-        if job.active:
-            return job
-        self._check_active(owner)
-        (self.job_dir(job_id) / "cancel").unlink(missing_ok=True)
-        job = replace(job, state="queued", error=None, finished=None, pid=None, resumes=job.resumes + 1,
-                      config={**job.config, "resume": True})
-        self._save(job)
+        with self._lock:
+            job = self.get(job_id, owner)
+            if job.active:
+                return job
+            self._check_active(owner)
+            (self.job_dir(job_id) / "cancel").unlink(missing_ok=True)
+            job = replace(job, state="queued", error=None, finished=None, pid=None, resumes=job.resumes + 1,
+                          config={**job.config, "resume": True})
+            self._save(job)
         self.poll()
         return self._read(job_id)
 
@@ -236,7 +240,8 @@ class JobQueue:
         if limits.max_queued is not None and len(queued) >= limits.max_queued:
             raise JobError(f"the queue is full ({len(queued)} jobs waiting); try again later")
 
-    def _check_request(self, config: dict[str, Any], owner: str | None, model_params: int | None) -> None:
+    def check_request(self, config: dict[str, Any], owner: str | None, model_params: int | None = None) -> None:
+        """JobError if the limits refuse this request (steps, batch, model size, jobs per owner and queued)."""
         limits = self.limits
         self._check_active(owner)
         steps, batch = config.get("steps"), config.get("batch_size")

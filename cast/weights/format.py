@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -139,7 +140,9 @@ def save_cast_checkpoint(
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(handle)
+    partial = Path(name)  # unique per call: two writers of the same file never share a partial
     try:
         save_file(tensors, str(partial), metadata={METADATA_KEY: json.dumps(header)})
         os.replace(partial, path)

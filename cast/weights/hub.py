@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from filelock import FileLock
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
 from huggingface_hub.file_download import http_get, repo_folder_name
@@ -48,6 +49,10 @@ if TYPE_CHECKING:
     from ..model.vit import VitBaseline
 
 _TRUTHY = {"1", "true", "yes", "on"}
+
+
+class _UnreadableSource(CheckpointError):
+    """The raw file itself cannot be loaded (as opposed to our copy not being writable)."""
 
 
 class DownloadCancelled(CheckpointError):
@@ -140,18 +145,23 @@ def fetch_pretrained(
     converted = converted_path(entry, converted_dir)
     if _converted_copy(entry, converted) is not None:
         return converted
-    raw = _cached_raw(entry, cache_dir)
-    fresh = raw is None
-    if raw is None:
-        raw = _download(entry, offline, cache_dir, progress, should_stop)
-    try:
-        _convert(entry, raw, converted)
-    except CheckpointError as err:
-        if fresh:
-            _discard(raw)  # a corrupt download is never left in the cache to be used again
-            raise CheckpointError(f"The downloaded file of {name} is unusable and was removed: {err}") from err
-        raise CheckpointError(f"The cached file of {name} ({raw}) is unusable: {err} Delete it and download "
-                              f"it again (`cast download {name}`).") from err
+    converted.parent.mkdir(parents=True, exist_ok=True)
+    # one conversion per file at a time, across threads and processes (the app, the CLI)
+    with FileLock(str(converted.with_name(f".{converted.name}.lock"))):
+        if _converted_copy(entry, converted) is not None:  # converted while we waited
+            return converted
+        raw = _cached_raw(entry, cache_dir)
+        fresh = raw is None
+        if raw is None:
+            raw = _download(entry, offline, cache_dir, progress, should_stop)
+        try:
+            _convert(entry, raw, converted)
+        except _UnreadableSource as err:
+            if fresh:
+                _discard(raw)  # a corrupt download is never left in the cache to be used again
+                raise CheckpointError(f"The downloaded file of {name} is unusable and was removed: {err}") from err
+            raise CheckpointError(f"The cached file of {name} is unusable: {err} Delete it and download it again "
+                                  f"(`cast download {name}`).") from err
     return converted
 
 
@@ -264,6 +274,8 @@ def _download_blob(entry: ZooEntry, cache_dir: str | Path | None, tqdm_class: ty
         return
     blobs.mkdir(parents=True, exist_ok=True)
     partial = blobs / f"{metadata.etag}.cast-partial"
+    if partial.exists() and partial.stat().st_size > metadata.size:  # not this file's bytes: start over
+        partial.unlink()
     with partial.open("ab") as handle:
         http_get(metadata.location, handle, resume_size=handle.tell(), headers=build_hf_headers(),
                  expected_size=metadata.size, tqdm_class=tqdm_class)
@@ -303,17 +315,19 @@ def _convert(entry: ZooEntry, raw: Path, converted: Path) -> None:
         recipe=f"{entry.training} (official CAST release)",
         notes=f"zoo entry {entry.name}; reported: {entry.reported}",
     )
-    if entry.kind == "vit":
-        from .vit import convert_vit_checkpoint
-
-        convert_vit_checkpoint(raw, converted, architecture=entry.architecture, provenance=provenance)
-        return
-    from ..model import get_config
-
     try:
+        if entry.kind == "vit":
+            from .vit import convert_vit_checkpoint
+
+            convert_vit_checkpoint(raw, converted, architecture=entry.architecture, provenance=provenance)
+            return
+        from ..model import get_config
+
         convert_checkpoint(raw, converted, config=get_config(entry.architecture), provenance=provenance)
-    except OSError as err:
-        raise CheckpointError(f"could not write the converted copy {converted} ({err})") from err
+    except OSError as err:  # our side (disk full, read-only folder): the raw file is fine and stays
+        raise CheckpointError(f"could not write the converted copy {converted.name} ({err})") from err
+    except CheckpointError as err:
+        raise _UnreadableSource(str(err)) from err
 
 
 def _commit_suffix(raw: Path, entry: ZooEntry) -> str:
