@@ -16,7 +16,7 @@ from cast.collection import Collection, build_collection, collection_figures, co
 from cast.collection.stats import scores_table
 from cast.datasets import IMAGE_SUFFIXES, prepare_data_root, scan_images
 from cast.errors import CastError
-from cast.export.collection import CollectionWriter, merge_collection
+from cast.export.collection import CollectionWriter, export_stems, merge_collection
 from cast.image import InputConfig
 from cast.render import Selection, render, segment_crop, value_view
 from cast.segmenter import Segmenter, recorded_superpixels
@@ -80,20 +80,6 @@ def gather_files(paths: list[str] | None, caps: Any | None, scratch: Scratch) ->
     if not files:
         raise CastError("the upload holds no images")
     return files, names
-
-
-def export_stems(names: list[str]) -> list[str]:
-    """A distinct, plain folder name per image ("collection" is the collection's own folder)."""
-    taken, stems = {"collection"}, []
-    for name in names:
-        base = Path(name).stem.replace("/", "_").replace("\\", "_") or "image"
-        stem, n = base, 1
-        while stem.casefold() in taken:
-            n += 1
-            stem = f"{base}-{n}"
-        taken.add(stem.casefold())
-        stems.append(stem)
-    return stems
 
 
 def gallery(view: CollectionView) -> list[tuple[np.ndarray, str]]:

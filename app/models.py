@@ -33,6 +33,7 @@ from cast.weights.hub import offline_reason
 from cast.weights.zoo import DEFAULT_PREFERENCE, ZOO, ZooEntry
 
 from .downloads import DownloadManager
+from .notices import redact_paths
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +75,12 @@ def describe_model(model: nn.Module, label: str, official: ZooEntry | None = Non
     elif cfg.get("data"):  # file names only: a checkpoint records the paths of the machine that made it
         parent = str(cfg.get("parent_checkpoint") or "")
         origin = f", from {parent if parent.startswith('hf://') else Path(parent).name}" if parent else ""
-        trained = f"trained on {_names_only(str(cfg['data']))}{origin}"
+        trained = f"trained on {redact_paths(str(cfg['data']))}{origin}"
     else:
         trained = "training data not recorded in the file"
     kind = "ViT baseline, hierarchy by k-means of its patch features" if isinstance(model, VitBaseline) else "CAST"
     head = "1000-class classifier" if cfg.get("has_classifier") else "no classifier"
     return f"{label} — {arch} ({kind}, {head}) — {trained}"
-
-
-def _names_only(text: str) -> str:
-    """Absolute paths in a recorded description shown as their last part."""
-    from .notices import redact_paths
-
-    return redact_paths(text)
 
 
 def warm_up(model: nn.Module) -> None:

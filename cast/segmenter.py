@@ -132,11 +132,7 @@ class Segmenter:
 
     def run_detailed(self, image: Any, *, name: str | None = None) -> SegmentResult:
         """Like :meth:`run`, also returning the model input, raw outputs and per-stage timings (ms)."""
-        prepared = self.prepare(image, name=name)
-        if self.is_vit:
-            return self._segment_vit(prepared.model_input, prepared.canvas, prepared.canvas.shape[:2],
-                                     prepared.timings, prepared.extra)
-        return self.finish(prepared, self._timed_forward(prepared))
+        return self._finish_one(self.prepare(image, name=name))
 
     def run_many(self, images: Iterable[Any], *, names: Iterable[str | None] | None = None,
                  batch_size: int = 8) -> Iterator[tuple[int, SegmentResult | CastError]]:

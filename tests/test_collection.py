@@ -259,7 +259,7 @@ def test_one_bad_image_in_a_batch_fails_alone(model, photos) -> None:
 
 
 def test_export_stems_are_distinct_and_never_the_collection_folder() -> None:
-    from app.collection_tab import export_stems
+    from cast.export.collection import export_stems
 
     stems = export_stems(["x.jpg", "x-2.jpg", "b/x.jpg", "collection.jpg", "X.png"])
     assert len({s.casefold() for s in stems}) == 5 and "collection" not in stems

@@ -25,26 +25,11 @@ from ..collection.stability import stability_scores
 from ..datasets import IMAGE_SUFFIXES, scan_images
 from ..errors import CastError
 from ..export import export_zip
-from ..export.collection import CollectionWriter, merge_collection
+from ..export.collection import CollectionWriter, export_stems, merge_collection
 from ..segmenter import Segmenter
 from .common import add_model_options, segmenter_from_args
 
 INDEX_COLUMNS = ("image", "status", "output", "message")
-
-
-def unique_stems(paths: Sequence[Path]) -> list[str]:
-    """Output folder names: each file's stem, with -2, -3, ... added when stems repeat (case-blind)."""
-    taken: set[str] = set()
-    stems = []
-    for path in paths:
-        base = Path(path).stem or "image"
-        stem, n = base, 1
-        while stem.casefold() in taken:
-            n += 1
-            stem = f"{base}-{n}"
-        taken.add(stem.casefold())
-        stems.append(stem)
-    return stems
 
 
 def expand_inputs(inputs: Sequence[Path], quiet: bool = False) -> list[Path]:
@@ -73,7 +58,7 @@ def run_segment(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [Path(p) for p in paths]
-    stems = unique_stems(paths)
+    stems = export_stems(paths)
     mine = list(range(rank, len(paths), world_size))
     writer = CollectionWriter(out_dir, part=f"rank{rank}")
     rows: list[dict[str, Any]] = []
@@ -162,8 +147,8 @@ def _segment_main(args: argparse.Namespace) -> int:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
             segmenter = Segmenter(segmenter.model.to(device), segmenter.superpixel_config, segmenter.input_config,
                                   device=device, provenance=segmenter.provenance)
-    run_segment(paths, args.out, segmenter, zip_outputs=args.zip, batch_size=args.batch_size, stability=args.stability,
-                rank=rank, world_size=world_size)
+    rows = run_segment(paths, args.out, segmenter, zip_outputs=args.zip, batch_size=args.batch_size,
+                       stability=args.stability, rank=rank, world_size=world_size)
     if world_size > 1:
         import torch.distributed as dist
 
@@ -171,9 +156,6 @@ def _segment_main(args: argparse.Namespace) -> int:
         if rank != 0:
             return 0
         rows = merge_parts(args.out)
-    else:
-        with (Path(args.out) / "index.csv").open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
     failed = [r for r in rows if r["status"] != "ok"]
     print(f"exported {len(rows) - len(failed)} of {len(rows)} images to {args.out} (index: {args.out / 'index.csv'}, "
           f"collection: {args.out / 'collection'})")

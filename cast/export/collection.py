@@ -32,6 +32,21 @@ COLLECTION_DIR = "collection"
 _MAX_SEGMENTS = 10_000
 
 
+def export_stems(names: Sequence[str | Path]) -> list[str]:
+    """A distinct, plain folder name per image: its file stem, with -2, -3, ... when stems repeat (case-blind);
+    never the collection's own folder name."""
+    taken, stems = {COLLECTION_DIR}, []
+    for name in names:
+        base = Path(name).stem.replace("\\", "_") or "image"  # a Windows path sent from a browser
+        stem, n = base, 1
+        while stem.casefold() in taken:
+            n += 1
+            stem = f"{base}-{n}"
+        taken.add(stem.casefold())
+        stems.append(stem)
+    return stems
+
+
 def annotation_id(image_id: int, level: int, segment: int) -> int:
     """The COCO annotation id of a segment (see the module docstring)."""
     if segment >= _MAX_SEGMENTS:
