@@ -31,3 +31,11 @@ class TrainingError(CastError, RuntimeError):
 
 class JobError(CastError, ValueError):
     """A job request is refused: unknown job, not this session's, over a limit, or in the wrong state."""
+
+
+class VocabularyError(CastError, ValueError):
+    """A vocabulary for naming segments is empty, unparsable or larger than allowed."""
+
+
+class ClipModelError(CastError, RuntimeError):
+    """The CLIP model that names segments cannot be had (not cached and offline, bad folder, ...)."""
