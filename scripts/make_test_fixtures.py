@@ -13,7 +13,9 @@ and only shrink what can be shrunk losslessly:
   encoder, projector and predictor are never read; the layout tests build them from the manifests);
 - `parity_batch.safetensors` is left out: the batch test builds its batches from the single-image
   fixtures, and `parity_batch_padded` keeps the one behaviour singles cannot show;
-- manifests are stored as minified, gzipped JSON.
+- manifests are stored as minified, gzipped JSON;
+- segment naming: `image_k` is dropped (ToTensor + OpenAI Normalize of `rgb_k` reproduces it bit for bit,
+  checked here); the tiny CLIP, the source images and `manifest.json` are copied as they are.
 """
 from __future__ import annotations
 
@@ -92,6 +94,28 @@ def compact_tiny_vit(source: Path, target: Path) -> None:
     save_file(kept, str(target))
 
 
+def compact_naming(source: Path, target: Path) -> None:
+    """The segment-naming reference folder: narrow integers, `image_k` rebuilt from `rgb_k` by readers."""
+    from reference import clip_normalize
+
+    (target / "images").mkdir(parents=True, exist_ok=True)
+    (target / "clip_tiny").mkdir(parents=True, exist_ok=True)
+    raw = load_file(str(source / "naming_reference.safetensors"))
+    out = {}
+    for key, value in raw.items():
+        if key.startswith("image_") and not key.startswith("image_features"):
+            rebuilt = clip_normalize(raw[key.replace("image_", "rgb_")], source / "clip_tiny")
+            if not torch.equal(rebuilt, value):
+                raise SystemExit(f"{key} is not exactly the normalised rgb pixels; keep it")
+            continue
+        out[key] = narrow(value)
+    save_file({k: v.contiguous() for k, v in out.items()}, str(target / "naming_reference.safetensors"))
+    for name in ("manifest.json", "clip_tiny/open_clip_config.json", "clip_tiny/open_clip_model.safetensors"):
+        shutil.copy(source / name, target / name)
+    for image in (source / "images").iterdir():
+        shutil.copy(image, target / "images" / image.name)
+
+
 def write_manifest(source: Path, target: Path) -> None:
     data = json.loads(source.read_text())
     target.write_bytes(gzip.compress(json.dumps(data, separators=(",", ":")).encode(), mtime=0))
@@ -118,6 +142,7 @@ def main() -> None:
         write_manifest(vit_in / f"manifest_{name}.json", vit_out / f"manifest_{name}.json.gz")
     shutil.copy(parity_in / "tiny_cast_config.json", parity_out / "tiny_cast_config.json")
     shutil.copy(vit_in / "tiny_vit_conv_config.json", vit_out / "tiny_vit_conv_config.json")
+    compact_naming(args.shared / "segment_naming", args.out / "segment_naming")
     total = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"wrote {args.out} ({total / 1e6:.2f} MB)")
 

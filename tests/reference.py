@@ -31,6 +31,35 @@ def vit_baseline_dir() -> Path:
     return Path(os.environ.get("CAST_VIT_BASELINE_DIR") or TESTS_DIR / "data" / "vit_baseline")
 
 
+def naming_dir() -> Path:
+    """The segment-naming folder: $CAST_NAMING_DIR, else tests/data/segment_naming."""
+    return Path(os.environ.get("CAST_NAMING_DIR") or TESTS_DIR / "data" / "segment_naming")
+
+
+def clip_normalize(rgb: torch.Tensor, clip_folder: Path) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float32 exactly as ToTensor + Normalize with the CLIP folder's mean / std."""
+    from torchvision import transforms
+
+    cfg = json.loads((clip_folder / "open_clip_config.json").read_text()).get("preprocess_cfg", {})
+    mean, std = cfg.get("mean", (0.48145466, 0.4578275, 0.40821073)), cfg.get("std", (0.26862954, 0.26130258, 0.27577711))
+    return transforms.Normalize(mean, std)(transforms.functional.to_tensor(rgb.numpy()))
+
+
+def load_naming_reference(folder: Path) -> dict[str, torch.Tensor]:
+    """naming_reference.safetensors of a folder in the official dtypes (int64 maps, float32 `image_k`)."""
+    raw = load_file(str(folder / "naming_reference.safetensors"))
+    out: dict[str, torch.Tensor] = {}
+    for key, value in raw.items():
+        if key.startswith("rgb_"):
+            out[key] = value
+            out.setdefault(key.replace("rgb_", "image_"), clip_normalize(value, folder / "clip_tiny"))
+        elif value.dtype in (torch.uint8, torch.int16, torch.int32):
+            out[key] = value.to(torch.int64)
+        else:
+            out[key] = value  # an official image_k replaces one rebuilt from rgb_k
+    return out
+
+
 def pixels_to_model_input(pixels: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) uint8 -> float32 exactly as torchvision ToTensor + Normalize(ImageNet)."""
     x = pixels.float().div(255)

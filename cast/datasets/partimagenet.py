@@ -4,12 +4,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import DatasetError
 from .masks import segmentation_mask
+
+if TYPE_CHECKING:
+    from ..naming.vocabulary import Vocabulary
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,32 @@ class PartAnnotations:
     object_classes: list[str]
     part_index: dict[int, int]
     object_index: dict[int, int]
+    categories: tuple[dict[str, Any], ...] = ()  # in the file's order
+
+    @property
+    def vocabulary(self) -> "Vocabulary":
+        """The protocol's classes in the official order (spec §11.2): supercategories in order of first
+        appearance, each with its part names (which already carry the object, "Quadruped Head")."""
+        from ..naming.vocabulary import Vocabulary
+
+        objects = list(dict.fromkeys(_supercategory(c) for c in self.categories))
+        parts = tuple(tuple(_part_name(c) for c in self.categories if _supercategory(c) == o) for o in objects)
+        return Vocabulary(tuple(objects), parts, name="partimagenet-json")
+
+    def class_masks(self, image: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(object mask, part mask) of one image record with the official class indices (§11.5): objects
+        0..n-1 in `vocabulary` order, background n; parts grouped by object, background last."""
+        vocab = self.vocabulary
+        object_of = {int(c["id"]): vocab.objects.index(_supercategory(c)) for c in self.categories}
+        part_of = {int(c["id"]): vocab.part_classes.index(_part_name(c)) for c in self.categories}
+        height, width = int(image["height"]), int(image["width"])
+        objects = np.full((height, width), len(vocab.objects), np.int64)
+        parts = np.full((height, width), vocab.background_part, np.int64)
+        for ann in self.by_image.get(int(image["id"]), []):
+            mask = segmentation_mask(ann["segmentation"], height, width)
+            objects[mask] = object_of[int(ann["category_id"])]
+            parts[mask] = part_of[int(ann["category_id"])]
+        return objects, parts
 
     def masks(self, image: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """(part mask, object mask) of one image record: (H, W) int class indices, 0 = background."""
@@ -39,11 +68,22 @@ class PartAnnotations:
         return parts, objects
 
 
+def _supercategory(category: dict[str, Any]) -> str:
+    return str(category.get("supercategory") or category["name"])
+
+
+def _part_name(category: dict[str, Any]) -> str:
+    """PartImageNet's part names already carry the object ("Quadruped Head"); others get it prefixed."""
+    name, sup = str(category["name"]), _supercategory(category)
+    return name if sup in name else f"{sup} {name}"
+
+
 def read_part_annotations(path: str | Path) -> PartAnnotations:
     """Read a PartImageNet (COCO-format) annotation JSON."""
     try:
         data = json.loads(Path(path).read_text())
-        categories = sorted(data["categories"], key=lambda c: c["id"])
+        in_file_order = tuple(data["categories"])
+        categories = sorted(in_file_order, key=lambda c: c["id"])
         images = list(data["images"])
         annotations = list(data["annotations"])
     except (OSError, ValueError, KeyError, TypeError) as err:
@@ -55,8 +95,9 @@ def read_part_annotations(path: str | Path) -> PartAnnotations:
     return PartAnnotations(
         images=images,
         by_image=by_image,
-        part_classes=["Background", *(f"{c.get('supercategory', '')} {c['name']}".strip() for c in categories)],
+        part_classes=["Background", *(_part_name(c) for c in categories)],
         object_classes=["Background", *supercategories],
         part_index={int(c["id"]): i + 1 for i, c in enumerate(categories)},
         object_index={int(c["id"]): supercategories.index(c.get("supercategory") or c["name"]) + 1 for c in categories},
+        categories=in_file_order,
     )

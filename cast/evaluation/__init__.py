@@ -13,7 +13,6 @@ from .metrics import (
 from .protocols import (
     DatasetResult,
     PartImageNetResult,
-    SegmentLabeller,
     class_miou,
     evaluate_dataset,
     evaluate_partimagenet,
@@ -21,7 +20,7 @@ from .protocols import (
 )
 
 __all__ = [
-    "METRICS", "DatasetResult", "LevelScore", "PartImageNetResult", "SegmentLabeller", "align_ground_truth",
+    "METRICS", "DatasetResult", "LevelScore", "PartImageNetResult", "align_ground_truth",
     "average_scores", "best_level", "class_miou", "colour_baseline_metrics", "colour_merging_hierarchy",
     "evaluate_dataset", "evaluate_partimagenet", "evaluate_voc", "format_scores", "level_metrics",
     "metrics_for_label_maps",

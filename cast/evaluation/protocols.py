@@ -6,12 +6,11 @@
 - **PartImageNet** (OOD val): a COCO JSON (`images`, `annotations` with polygon or RLE `segmentation`,
   `categories` with `supercategory`) plus the image folder. Per image: `Resize(224)` + `CenterCrop(224)`,
   then level 4 (8 segments) against the OBJECT mask (supercategories + background) and level 3
-  (16 segments) against the PART mask (part categories + background), by mean best-match IoU.
-
-  NOT the official metric: the paper also names every segment zero-shot with CLIP ViT-B/16 and
-  computes class mIoU with torchmetrics (12 object / 41 part classes). The CLIP weights cannot be
-  downloaded in this environment, so that step is left to a `segment_labeller` callable; when one is
-  given, class mIoU is computed with it (mean over classes present in GT or prediction, per image).
+  (16 segments) against the PART mask (part categories + background), by class-agnostic mean
+  best-match IoU; and, given a CLIP `SegmentNamer`, the paper's metric (spec §11): every segment named
+  zero-shot (objects at level 4, parts at level 3 conditioned on them) and the class mIoU of the named
+  maps (torchmetrics' multiclass Jaccard, 12 object / 41 part classes for PartImageNet), per image,
+  averaged over images.
 
 VOC scores use the hierarchy's own resolution (the segmented part of the original image), PartImageNet
 the 224 x 224 model input; masks are aligned with `cast.evaluation.align_ground_truth`. Images that fail (unreadable, size mismatch, too few superpixels)
@@ -22,7 +21,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -36,9 +35,8 @@ from ..segmenter import Segmenter
 from .baselines import colour_baseline_metrics
 from .metrics import LevelScore, align_ground_truth, average_scores, level_metrics
 
-# (image (H, W, 3) uint8, segment labels (H, W) int of one level, class names) -> (H, W) class-index map
-SegmentLabeller = Callable[[np.ndarray, np.ndarray, Sequence[str]], np.ndarray]
-
+if TYPE_CHECKING:
+    from ..naming import SegmentNamer
 
 @dataclass(frozen=True)
 class DatasetResult:
@@ -60,8 +58,10 @@ class PartImageNetResult:
     part_scores: list[LevelScore]
     object_level: int
     part_level: int
-    object_class_miou: float | None = None  # only with a segment_labeller
+    object_class_miou: float | None = None  # only with a CLIP namer (spec §11.5)
     part_class_miou: float | None = None
+    clip_model: str | None = None
+    model: str | None = None  # the segmenter's checkpoint
     baseline_object: list[LevelScore] | None = None
     baseline_part: list[LevelScore] | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -97,10 +97,11 @@ def evaluate_voc(
 
 # ---------------------------------------------------------------- PartImageNet
 def class_miou(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> float:
-    """Mean IoU over the classes present in the GT or the prediction (one image)."""
+    """Mean IoU over the classes present in the GT or the prediction (one image): torchmetrics'
+    `JaccardIndex(task="multiclass", num_classes=n)` with its default macro average (spec §11.5)."""
     if pred.shape != gt.shape:
         raise ValueError(f"labelled map is {pred.shape}, ground truth is {gt.shape}")
-    if pred.size and (pred.min() < 0 or pred.max() >= num_classes):
+    if pred.size and (pred.min() < 0 or pred.max() >= num_classes or gt.min() < 0 or gt.max() >= num_classes):
         raise ValueError(f"class indices must lie in 0..{num_classes - 1}")
     confusion = np.bincount(gt.ravel() * num_classes + pred.ravel(), minlength=num_classes**2)
     confusion = confusion.reshape(num_classes, num_classes)
@@ -109,17 +110,38 @@ def class_miou(pred: np.ndarray, gt: np.ndarray, num_classes: int) -> float:
     return float((inter[union > 0] / union[union > 0]).mean())
 
 
+def named_class_mious(namer: "SegmentNamer", image_path: Path, hierarchy, annotations, image: dict[str, Any],
+                      object_level: int, part_level: int) -> tuple[float, float]:
+    """One image's object and part class mIoU of CLIP-named segments (spec §11.3-§11.5).
+
+    `hierarchy` lives in the 224 x 224 model input; the image goes through CLIP's own transform and the
+    ground truth through the notebook's `seg_transform` (nearest Resize(224) + CenterCrop(224))."""
+    import torch
+
+    from ..image import load_image
+    from ..naming import frame_image, frame_labels
+
+    vocab = annotations.vocabulary
+    framed = frame_image(namer.clip, load_image(image_path))
+    if framed.size != hierarchy.shape[0] or hierarchy.shape[0] != hierarchy.shape[1]:
+        raise DatasetError(f"CLIP's frame is {framed.size} px but the hierarchy is {hierarchy.shape}")
+    maps = [torch.from_numpy(hierarchy.labels(level).astype(np.int64)) for level in (object_level, part_level)]
+    names = namer.name_maps(framed, maps[0], vocab, maps[1], object_level=object_level, part_level=part_level)
+    gt_objects, gt_parts = (frame_labels(namer.clip, m).numpy() for m in annotations.class_masks(image))
+    return (class_miou(names.object_classes, gt_objects, len(vocab.object_classes)),
+            class_miou(names.part_classes, gt_parts, vocab.background_part + 1))  # fmt: skip
+
+
 def evaluate_partimagenet(
     segmenter: Segmenter, root: str | Path, annotation_json: str | Path, *, limit: int | None = None,
-    object_level: int = 4, part_level: int = 3, segment_labeller: SegmentLabeller | None = None,
+    object_level: int = 4, part_level: int = 3, namer: "SegmentNamer | None" = None,
     baseline: bool = False, boundary_tolerance: int = 2, progress: bool = True,
 ) -> PartImageNetResult:  # fmt: skip
-    """Label-free PartImageNet protocol: class-agnostic mean best-match IoU of `object_level` (4) vs the
-    object masks and of `part_level` (3) vs the part masks, averaged over images.
+    """PartImageNet object / part protocol: class-agnostic mean best-match IoU of `object_level` (4) vs the
+    object masks and of `part_level` (3) vs the part masks; with `namer` (a CLIP SegmentNamer) also the
+    paper's class mIoU of the CLIP-named segments (spec §11.5). All averaged over images.
 
-    Not the official metric, which also names each segment with CLIP ViT-B/16 and reports torchmetrics
-    class mIoU: CLIP weights cannot be downloaded here. Pass `segment_labeller` to add that step. The
-    segmenter must use the official 224 px `center_crop` input; `root` holds the JSON's `file_name`s.
+    The segmenter must use the official 224 px `center_crop` input; `root` holds the JSON's `file_name`s.
     """
     if segmenter.input_config != InputConfig(224, "center_crop"):
         raise DatasetError(f"the PartImageNet protocol uses Resize(224) + CenterCrop(224); got {segmenter.input_config}")
@@ -138,12 +160,11 @@ def evaluate_partimagenet(
             part_gt, object_gt = align_ground_truth(part_full, hierarchy), align_ground_truth(object_full, hierarchy)
             scored = [level_metrics(hierarchy, gt, ignore_index=None, boundary_tolerance=boundary_tolerance)
                       for gt in (object_gt, part_gt)]  # fmt: skip
-            if segment_labeller is not None:
-                image_rgb = hierarchy.image
-                obj_pred = segment_labeller(image_rgb, hierarchy.labels(object_level), ann.object_classes)
-                part_pred = segment_labeller(image_rgb, hierarchy.labels(part_level), ann.part_classes)
-                object_mious.append(class_miou(np.asarray(obj_pred), object_gt, len(ann.object_classes)))
-                part_mious.append(class_miou(np.asarray(part_pred), part_gt, len(ann.part_classes)))
+            if namer is not None:
+                obj_miou, part_miou = named_class_mious(namer, Path(root) / name, hierarchy, ann, image,
+                                                        object_level, part_level)  # fmt: skip
+                object_mious.append(obj_miou)
+                part_mious.append(part_miou)
             if baseline:
                 base_objects.append(colour_baseline_metrics(hierarchy, object_gt, ignore_index=None,
                                                             boundary_tolerance=boundary_tolerance))  # fmt: skip
@@ -163,6 +184,8 @@ def evaluate_partimagenet(
         part_level=part_level,
         object_class_miou=mean_or_none(object_mious),
         part_class_miou=mean_or_none(part_mious),
+        clip_model=None if namer is None else namer.clip.id,
+        model=segmenter.provenance.get("checkpoint"),
         baseline_object=average_scores(base_objects) if baseline else None,
         baseline_part=average_scores(base_parts) if baseline else None,
         skipped=skipped,

@@ -60,6 +60,17 @@ class Vocabulary:
         """The part class of background pixels and of segments whose object is background (§11.4)."""
         return len(self.part_classes)
 
+    @classmethod
+    def from_class_lists(cls, objects: list[str] | tuple[str, ...], part_names: list[str] | tuple[str, ...],
+                         *, name: str = "custom") -> "Vocabulary":
+        """Objects and a flat part list grouped as the notebook does: object j's parts are the part names
+        that contain its name, in their order (`[c for c in classname_f if sup_c in c]`, spec §11.2)."""
+        groups = tuple(tuple(p for p in part_names if o in p) for o in objects)
+        orphans = [p for p in part_names if not any(o in p for o in objects)]
+        if orphans:
+            raise VocabularyError(f"part names {', '.join(orphans[:5])} contain no object name, so no object owns them")
+        return cls(tuple(objects), groups, name=name)
+
     def describe(self) -> str:
         parts = f", {len(self.part_classes)} parts" if self.has_parts else ""
         return f"{self.name} ({len(self.objects)} objects{parts})"
