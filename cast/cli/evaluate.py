@@ -3,7 +3,9 @@
 - `mask IMAGE GT_MASK`: one image and a label mask of the whole original image; prints the per-level table
   and the colour-merging baseline at the same segment counts.
 - `voc ROOT`: Pascal VOC 2012 segmentation split, class-agnostic (mean best-match IoU, boundary F).
-- `partimagenet ROOT ANNOTATION_JSON`: the label-free part of the PartImageNet object / part protocol.
+- `partimagenet ROOT ANNOTATION_JSON`: the PartImageNet object / part protocol: label-free scores, and with
+  `--clip` the paper's class mIoU of CLIP-named segments (spec §11.5); `--compare-vit` adds the ViT
+  baseline of the same size side by side.
 The work is done by `cast.evaluation` and `cast.datasets`; this module only parses and prints.
 """
 from __future__ import annotations
@@ -28,11 +30,11 @@ from ..evaluation import (
 from .common import add_model_options, segmenter_from_args
 
 CLIP_NOTE = (
-    "Not the official PartImageNet metric: the paper also names each segment zero-shot with CLIP ViT-B/16 and "
-    "reports class mIoU (torchmetrics, 12 object / 41 part classes). That step is not implemented because the "
-    "CLIP weights cannot be downloaded here; plug a labeller into cast.evaluation.evaluate_partimagenet("
-    "segment_labeller=...) to add it. Reported here: class-agnostic mean best-match IoU."
+    "The paper's PartImageNet metric names every segment zero-shot with CLIP ViT-B/16 and reports class mIoU "
+    "(torchmetrics, 12 object / 41 part classes); add --clip to compute it (CAST_CLIP_MODEL, default OpenAI "
+    "ViT-B/16, fetched once into the Hugging Face cache). Without it: class-agnostic mean best-match IoU only."
 )
+SAME_SIZE_VIT = {"cast_small": "vit_small_moco_in1k", "cast_base": "vit_base_moco_in1k"}
 
 
 def _best_line(scores: list) -> str:
@@ -88,10 +90,25 @@ def _voc_main(args: argparse.Namespace) -> int:
 
 
 def _partimagenet_main(args: argparse.Namespace) -> int:
+    from ..evaluation.protocols import PartImageNetResult
+
     segmenter = segmenter_from_args(args, "center_crop")
-    result = evaluate_partimagenet(segmenter, args.root, args.annotations, limit=args.limit, baseline=args.baseline,
-                                   boundary_tolerance=args.tolerance)  # fmt: skip
-    _report_skipped(result.skipped)
+    namer = None
+    if args.clip is not None:
+        from ..naming import SegmentNamer, load_clip
+
+        clip = load_clip(args.clip or None)  # "" (a bare --clip): $CAST_CLIP_MODEL, else OpenAI's ViT-B/16
+        print(f"naming with {clip.describe()}", file=sys.stderr)
+        namer = SegmentNamer(clip)
+    segmenters = {"CAST": segmenter}
+    if args.compare_vit is not None:
+        segmenters["ViT baseline"] = _vit_segmenter(args, segmenter)
+    options = {"limit": args.limit, "baseline": args.baseline, "boundary_tolerance": args.tolerance, "namer": namer}
+    results: dict[str, PartImageNetResult] = {}
+    for title, runner in segmenters.items():
+        results[title] = evaluate_partimagenet(runner, args.root, args.annotations, **options)
+        _report_skipped(results[title].skipped)
+    result = results["CAST"]
     if not result.num_images:
         print("error: no image could be scored", file=sys.stderr)
         return 1
@@ -99,7 +116,13 @@ def _partimagenet_main(args: argparse.Namespace) -> int:
     print(f"## PartImageNet: {result.num_images} images, Resize(224) + CenterCrop(224)\n")
     print(f"object (level {result.object_level}, {obj.level_name}): mean best-match IoU {obj.mean_best_iou:.3f}")
     print(f"part   (level {result.part_level}, {part.level_name}): mean best-match IoU {part.mean_best_iou:.3f}")
-    print(f"\n{CLIP_NOTE}\n\n### every level vs the object masks\n")
+    if namer is not None:
+        print(f"object class mIoU (CLIP-named, §11.5): {100 * result.object_class_miou:.2f}")
+        print(f"part   class mIoU (CLIP-named, §11.5): {100 * result.part_class_miou:.2f}")
+    else:
+        print(f"\n{CLIP_NOTE}")
+    print("\n" + _side_by_side(results))
+    print("\n### every level vs the object masks\n")
     print(format_scores(result.object_scores))
     print("\n### every level vs the part masks\n")
     print(format_scores(result.part_scores))
@@ -107,8 +130,39 @@ def _partimagenet_main(args: argparse.Namespace) -> int:
         if scores:
             print(f"\n### colour-merging baseline vs the {title} masks\n")
             print(format_scores(scores))
-    _write_json(args.json, result)
+    _write_json(args.json, {title: dataclasses.asdict(r) for title, r in results.items()} if len(results) > 1 else result)
     return 0
+
+
+def _vit_segmenter(args: argparse.Namespace, cast_segmenter):
+    """The paper's comparison: the ViT baseline of the CAST model's size (or the one --compare-vit names)."""
+    from ..api import load_model
+    from ..errors import CheckpointError
+    from ..image import InputConfig
+    from ..segmenter import Segmenter
+
+    spec = args.compare_vit or SAME_SIZE_VIT.get(cast_segmenter.model.config.name)
+    if not spec:
+        raise CheckpointError(f"no published ViT baseline has the size of {cast_segmenter.model.config.name}; "
+                              "name one: --compare-vit MODEL")
+    model = load_model(spec)
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    return Segmenter(model, input_config=InputConfig(224, "center_crop"),
+                     provenance={"checkpoint": cfg.get("zoo_name") or cfg.get("source") or spec})
+
+
+def _side_by_side(results: dict) -> str:
+    """One row per model: the protocol's label-free scores and, when named, the class mIoU (×100)."""
+    rows = ["| model | images | object L4 best-match IoU | part L3 best-match IoU | object mIoU (CLIP) | "
+            "part mIoU (CLIP) |", "|---|---|---|---|---|---|"]
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.2f}"  # noqa: E731
+    for title, r in results.items():
+        if not r.num_images:
+            rows.append(f"| {title} ({r.model}) | 0 | n/a | n/a | n/a | n/a |")
+            continue
+        rows.append(f"| {title} ({r.model}) | {r.num_images} | {r.score('object').mean_best_iou:.3f} | "
+                    f"{r.score('part').mean_best_iou:.3f} | {pct(r.object_class_miou)} | {pct(r.part_class_miou)} |")
+    return "\n".join(rows)
 
 
 def _ignore_index(text: str) -> int | None:
@@ -154,7 +208,7 @@ def add_evaluate_command(subparsers: Any) -> None:
                      help="also score the colour-merging baseline (default: off; ~1 s per image)")
     voc.set_defaults(func=_voc_main)
 
-    pim = which.add_parser("partimagenet", parents=[common], help="PartImageNet object / part (label-free part)",
+    pim = which.add_parser("partimagenet", parents=[common], help="PartImageNet object / part (with --clip: the paper's class mIoU)",
                            description="Level 4 vs the object masks and level 3 vs the part masks, by "
                            f"class-agnostic mean best-match IoU, at 224 x 224. {CLIP_NOTE}")  # fmt: skip
     pim.add_argument("root", type=Path, metavar="ROOT", help="folder with the images named by the JSON's file_name")
@@ -162,4 +216,10 @@ def add_evaluate_command(subparsers: Any) -> None:
     pim.add_argument("--limit", type=int, default=None, help="score only the first N images")
     pim.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=False,
                      help="also score the colour-merging baseline (default: off)")
+    pim.add_argument("--clip", nargs="?", const="", default=None, metavar="CLIP_MODEL",
+                     help="name segments with CLIP and report the paper's class mIoU (spec §11.5); optional value: "
+                     "ARCH:TAG, hf-hub:org/repo or local-dir:/path (default $CAST_CLIP_MODEL, else ViT-B-16:openai)")
+    pim.add_argument("--compare-vit", nargs="?", const="", default=None, metavar="MODEL",
+                     help="also evaluate the paper's ViT baseline, side by side (default: the published one of the "
+                     "CAST model's size; or a zoo name / checkpoint file)")
     pim.set_defaults(func=_partimagenet_main)

@@ -51,7 +51,7 @@ class PartAnnotations:
         objects = np.full((height, width), len(vocab.objects), np.int64)
         parts = np.full((height, width), vocab.background_part, np.int64)
         for ann in self.by_image.get(int(image["id"]), []):
-            mask = segmentation_mask(ann["segmentation"], height, width)
+            mask = coco_mask(ann["segmentation"], height, width)
             objects[mask] = object_of[int(ann["category_id"])]
             parts[mask] = part_of[int(ann["category_id"])]
         return objects, parts
@@ -66,6 +66,29 @@ class PartAnnotations:
             parts[mask] = self.part_index[int(ann["category_id"])]
             objects[mask] = self.object_index[int(ann["category_id"])]
         return parts, objects
+
+
+def coco_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """(H, W) bool mask of a COCO segmentation rasterised by pycocotools, as the official evaluation
+    does (`COCO.annToMask`): its polygon rasterisation differs from OpenCV's at the edges."""
+    try:
+        from pycocotools import mask as mask_utils
+    except ImportError as err:
+        raise DatasetError("the PartImageNet class masks are rasterised by pycocotools, as in the official "
+                           "evaluation: pip install pycocotools") from err
+    try:
+        if isinstance(segmentation, list):
+            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+        elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        elif isinstance(segmentation, dict):
+            counts = segmentation["counts"]
+            rle = {"size": segmentation["size"], "counts": counts.encode() if isinstance(counts, str) else counts}
+        else:
+            raise TypeError(f"unknown segmentation of type {type(segmentation).__name__}")
+        return mask_utils.decode(rle).astype(bool)
+    except (TypeError, ValueError, KeyError, IndexError) as err:
+        raise DatasetError(f"cannot read a COCO segmentation: {err}") from err
 
 
 def _supercategory(category: dict[str, Any]) -> str:
