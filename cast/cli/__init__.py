@@ -17,12 +17,13 @@ from ..errors import CastError
 def _commands() -> tuple[Callable[[Any], None], ...]:
     from ..train.cli import add_train_command
     from .evaluate import add_evaluate_command
+    from .name import add_name_command
     from .search import add_search_command
     from .segment import add_segment_command
     from .weights import add_convert_command, add_download_command, add_list_command
 
     return (add_list_command, add_download_command, add_convert_command, add_segment_command, add_search_command,
-            add_evaluate_command, add_train_command)  # fmt: skip
+            add_evaluate_command, add_train_command, add_name_command)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

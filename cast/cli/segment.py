@@ -16,7 +16,7 @@ import csv
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
@@ -50,11 +50,13 @@ def expand_inputs(inputs: Sequence[Path], quiet: bool = False) -> list[Path]:
 def run_segment(
     paths: Sequence[Path], out_dir: Path, segmenter: Segmenter, zip_outputs: bool = False, *,
     batch_size: int = 8, stability: bool = False, rank: int = 0, world_size: int = 1,
+    name_segments: Callable[[Any], Any] | None = None,
 ) -> list[dict[str, str]]:  # fmt: skip
     """Segment and export this process's share of `paths` (every `world_size`-th, from `rank`).
 
     Returns this share's index rows; rank 0 of a single process also writes index.csv and the merged
-    collection files (under torchrun, `merge_parts` does that after every rank has finished)."""
+    collection files (under torchrun, `merge_parts` does that after every rank has finished).
+    `name_segments(hierarchy) -> HierarchyNames` (cast.naming) adds names to every export."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [Path(p) for p in paths]
@@ -75,10 +77,13 @@ def run_segment(
             if stability:
                 hierarchy = hierarchy.with_stability(stability_scores(segmenter, path, hierarchy))
             extra = {"source_image": str(path)}
-            writer.add(position, path.name, stem, hierarchy, segment_embeddings(result.output), extra_provenance=extra)
+            names = name_segments(hierarchy) if name_segments is not None else None
+            writer.add(position, path.name, stem, hierarchy, segment_embeddings(result.output), extra_provenance=extra,
+                       names=names)  # fmt: skip
             output = stem
             if zip_outputs:
-                output = export_zip(hierarchy, out_dir / f"{stem}.zip", stem=stem, extra_provenance=extra).name
+                output = export_zip(hierarchy, out_dir / f"{stem}.zip", stem=stem, extra_provenance=extra,
+                                    names=names).name  # fmt: skip
             rows.append({**row, "status": "ok", "output": output, "message": ""})
         except (CastError, OSError) as err:  # unreadable image, too few superpixels, disk errors
             message = str(err).replace("\n", " ")
@@ -148,7 +153,8 @@ def _segment_main(args: argparse.Namespace) -> int:
             segmenter = Segmenter(segmenter.model.to(device), segmenter.superpixel_config, segmenter.input_config,
                                   device=device, provenance=segmenter.provenance)
     rows = run_segment(paths, args.out, segmenter, zip_outputs=args.zip, batch_size=args.batch_size,
-                       stability=args.stability, rank=rank, world_size=world_size)
+                       stability=args.stability, rank=rank, world_size=world_size,
+                       name_segments=_namer_from_args(args))  # fmt: skip
     if world_size > 1:
         import torch.distributed as dist
 
@@ -164,6 +170,18 @@ def _segment_main(args: argparse.Namespace) -> int:
         for row in failed:
             print(f"  {_about(row['image'], row['message'])}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _namer_from_args(args: argparse.Namespace) -> Callable[[Any], Any] | None:
+    """`--name VOCAB`: every hierarchy's coarsest level named with the vocabulary's objects, the next
+    finer with its parts (cast.naming; the CLIP model from --clip / $CAST_CLIP_MODEL)."""
+    if not getattr(args, "name", None):
+        return None
+    from ..naming import SegmentNamer, load_clip, resolve_vocabulary
+
+    vocabulary = resolve_vocabulary(args.name)  # a bad vocabulary fails before any image is segmented
+    namer = SegmentNamer(load_clip(args.clip))
+    return lambda hierarchy: namer.name_hierarchy(hierarchy, vocabulary)
 
 
 def add_segment_command(subparsers: Any) -> None:
@@ -184,4 +202,7 @@ def add_segment_command(subparsers: Any) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass when their token counts agree")
     parser.add_argument("--stability", action="store_true", help="also score every segment's stability (6 runs per image)")
     parser.add_argument("--zip", action="store_true", help="also write one ZIP per image")
+    from .name import add_naming_options
+
+    add_naming_options(parser, vocabulary_flag="--name", required=False)
     parser.set_defaults(func=_segment_main)

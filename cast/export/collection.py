@@ -26,6 +26,7 @@ import numpy as np
 
 from ..hierarchy import Hierarchy, node_id
 from .coco_rle import label_map_rles
+from .names import name_fields
 from .one_image import _rgb_png, export_hierarchy, label_png
 
 COLLECTION_DIR = "collection"
@@ -97,11 +98,14 @@ class CollectionWriter:
         self._annotations = (self.root / "parts" / f"annotations.{self.part}.jsonl").open("w")
 
     def add(self, position: int, name: str, stem: str, hierarchy: Hierarchy, embeddings: Sequence[np.ndarray] = (),
-            extra_provenance: dict[str, Any] | None = None) -> None:
-        """Write one image (its own export, its COCO annotations, embeddings and FiftyOne files)."""
-        export_hierarchy(hierarchy, self.out_dir, stem=stem, extra_provenance=extra_provenance)
+            extra_provenance: dict[str, Any] | None = None, names: Any = None) -> None:
+        """Write one image (its own export, its COCO annotations, embeddings and FiftyOne files); with
+        `names` (cast.naming.HierarchyNames) the export and the annotations carry each segment's name."""
+        export_hierarchy(hierarchy, self.out_dir, stem=stem, extra_provenance=extra_provenance, names=names)
         image_id = position + 1
         for annotation in coco_annotations(hierarchy, image_id):
+            if names is not None:
+                annotation.update(name_fields(names, annotation["level"], annotation["segment"]))
             self._annotations.write(json.dumps(annotation) + "\n")
         if embeddings:  # the present segments' rows only, with their ids
             arrays = {}

@@ -9,6 +9,8 @@ Layout under `<out_dir>/<stem>/` (the same paths inside the ZIP of :func:`export
     segments.json                one record per segment of every level, COCO RLE masks (SAM-style)
     metadata.csv                 one row per segment
     tree.json                    networkx tree data under the "image" root
+    names_coco.json              only when named (spec §11): COCO categories from the vocabulary and one
+                                 annotation per named segment (cast.export.names)
     hierarchy.json               Hierarchy.to_json(), reloadable with Hierarchy.from_json
     provenance.json              model, checkpoint, superpixels, input, export date, format
     hierarchy.npz                superpixels, label maps and parent arrays as numpy arrays
@@ -23,7 +25,7 @@ import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 from PIL import Image
@@ -31,6 +33,10 @@ from PIL import Image
 from ..hierarchy import Hierarchy
 from ..render import overlays as render
 from .coco_rle import label_map_rles
+from .names import NAME_COLUMNS, name_fields, named_tree, names_coco
+
+if TYPE_CHECKING:
+    from ..naming import HierarchyNames
 
 FORMAT_VERSION = "cast-explorer-export/1"
 
@@ -49,26 +55,29 @@ class ExportManifest:
 
 
 # ---------------------------------------------------------------- records
-def segment_records(hierarchy: Hierarchy) -> list[dict[str, Any]]:
-    """One SAM-style record per present segment of every level (fine to coarse), with COCO RLE."""
+def segment_records(hierarchy: Hierarchy, names: "HierarchyNames | None" = None) -> list[dict[str, Any]]:
+    """One SAM-style record per present segment of every level (fine to coarse), with COCO RLE; with
+    `names`, also each segment's name, score and kind (None where its level was not named)."""
     records = []
     for level in range(hierarchy.num_levels):
         rles = label_map_rles(hierarchy.labels(level))
-        records += [{**r.to_dict(), "segmentation": rles[r.segment]} for r in hierarchy.records(level)]
+        extra = (lambda seg: name_fields(names, level, seg)) if names is not None else (lambda seg: {})  # noqa: E731
+        records += [{**r.to_dict(), **extra(r.segment), "segmentation": rles[r.segment]} for r in hierarchy.records(level)]
     return records
 
 
 def metadata_csv(records: list[dict[str, Any]]) -> str:
-    """metadata.csv text: one row per segment record (METADATA_COLUMNS)."""
+    """metadata.csv text: one row per segment record (METADATA_COLUMNS, then NAME_COLUMNS when named)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(METADATA_COLUMNS)
+    named = bool(records) and "name" in records[0]
+    writer.writerow(METADATA_COLUMNS + (NAME_COLUMNS if named else ()))
     empty = lambda v: "" if v is None else v  # noqa: E731  (CSV has no null)
     for r in records:
         writer.writerow([
             r["id"], r["level"], r["segment"], empty(r["parent"]), len(r["children"]), r["area"], *r["bbox"],
             empty(r["parent_confidence"]), empty(r["runner_up_parent"]), empty(r["runner_up_confidence"]),
-            empty(r.get("stability")),
+            empty(r.get("stability")), *((empty(r[c]) for c in NAME_COLUMNS) if named else ()),
         ])
     return buffer.getvalue()
 
@@ -166,9 +175,13 @@ each further export folder.
 
 
 def export_files(
-    hierarchy: Hierarchy, *, stem: str, extra_provenance: dict[str, Any] | None = None
+    hierarchy: Hierarchy, *, stem: str, extra_provenance: dict[str, Any] | None = None,
+    names: "HierarchyNames | None" = None,
 ) -> Iterator[tuple[str, bytes]]:
-    """Yield (relative POSIX path, file bytes) for every file of one export, in a fixed order."""
+    """Yield (relative POSIX path, file bytes) for every file of one export, in a fixed order.
+
+    With `names` (cast.naming), records, metadata.csv and tree.json carry each segment's name and score,
+    and names_coco.json lists the named segments with COCO categories from the vocabulary."""
     levels = range(hierarchy.num_levels)
     for level in levels:
         yield f"labels/level{level}.png", label_png(hierarchy.labels(level))
@@ -177,10 +190,12 @@ def export_files(
             yield f"overlays/level{level}.png", _rgb_png(render.fill_view(hierarchy.image, hierarchy.labels(level)))
         yield "overlays/grid.png", _rgb_png(render.render(hierarchy, "grid", 0))
     yield "overlays/boundary_map.png", _rgb_png(render.render(hierarchy, "boundary_map", 0))
-    records = segment_records(hierarchy)
+    records = segment_records(hierarchy, names)
     yield "segments.json", (json.dumps(records) + "\n").encode("utf-8")
     yield "metadata.csv", metadata_csv(records).encode("utf-8")
-    yield "tree.json", _json(hierarchy.tree_data())
+    yield "tree.json", _json(hierarchy.tree_data() if names is None else named_tree(hierarchy.tree_data(), names))
+    if names is not None:
+        yield "names_coco.json", _json(names_coco(hierarchy, names, file_name=f"{stem}.png"))
     yield "hierarchy.json", hierarchy.to_json().encode("utf-8")
     yield "provenance.json", _json(export_provenance(hierarchy, extra_provenance))
     yield "hierarchy.npz", _npz(hierarchy)
@@ -198,13 +213,14 @@ def _check_stem(stem: str) -> None:
 
 
 def export_hierarchy(
-    hierarchy: Hierarchy, out_dir: Path, *, stem: str, extra_provenance: dict[str, Any] | None = None
+    hierarchy: Hierarchy, out_dir: Path, *, stem: str, extra_provenance: dict[str, Any] | None = None,
+    names: "HierarchyNames | None" = None,
 ) -> ExportManifest:
     """Write every export file of one hierarchy under `out_dir/stem/`."""
     _check_stem(stem)
     root = Path(out_dir) / stem
     written = []
-    for rel, data in export_files(hierarchy, stem=stem, extra_provenance=extra_provenance):
+    for rel, data in export_files(hierarchy, stem=stem, extra_provenance=extra_provenance, names=names):
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -213,13 +229,14 @@ def export_hierarchy(
 
 
 def export_zip(
-    hierarchy: Hierarchy, zip_path: Path, *, stem: str, extra_provenance: dict[str, Any] | None = None
+    hierarchy: Hierarchy, zip_path: Path, *, stem: str, extra_provenance: dict[str, Any] | None = None,
+    names: "HierarchyNames | None" = None,
 ) -> Path:
     """Write the same files as :func:`export_hierarchy` into one ZIP, under a `stem/` folder."""
     _check_stem(stem)
     zip_path = Path(zip_path)
     zip_path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for rel, data in export_files(hierarchy, stem=stem, extra_provenance=extra_provenance):
+        for rel, data in export_files(hierarchy, stem=stem, extra_provenance=extra_provenance, names=names):
             archive.writestr(f"{stem}/{rel}", data)
     return zip_path
