@@ -297,3 +297,26 @@ def test_naming_caps_and_bad_levels(hierarchy, namer) -> None:
         namer.name_hierarchy(hierarchy, "coco", object_level=9)
     with pytest.raises(VocabularyError, match="both the object level and a part level"):
         namer.name_hierarchy(hierarchy, "coco", object_level=3, part_levels=[3])
+
+
+def test_text_search_ranks_segments_and_keeps_features(hierarchy, clip, chelsea) -> None:
+    from cast.naming import TextSearchCache
+
+    other = Segmenter(tiny_model(parity_dir())).run(chelsea)
+    namer = SegmentNamer(clip)
+    cache = TextSearchCache()
+    built = []
+    images = lambda: built.append(1) or [("astronaut", hierarchy), ("chelsea", other)]  # noqa: E731
+    index = cache.get("two", 3, namer, images)
+    assert len(index) == len(hierarchy.segment_ids(3)) + len(other.segment_ids(3))
+    hits = index.search(namer, "a cat's face", top_k=5)
+    assert len(hits) == 5 and [h.similarity for h in hits] == sorted((h.similarity for h in hits), reverse=True)
+    # the best hit is the segment whose feature is most similar to the prompt's, computed here directly
+    query = clip.encode_text(["a cat's face"])[0]
+    assert abs(float((index.vectors @ query).max()) - hits[0].similarity) < 1e-5
+    assert {h.image for h in hits} <= {"astronaut", "chelsea"} and all(h.level == 3 for h in hits)
+    assert cache.get("two", 3, namer, images) is index and built == [1]  # built once, then reused
+    with pytest.raises(VocabularyError, match="type what"):
+        index.search(namer, "   ")
+    with pytest.raises(VocabularyError, match="at most 200"):
+        index.search(namer, "x" * 201)

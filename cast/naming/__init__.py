@@ -21,7 +21,8 @@ from .clip import (
 )
 from .features import FeatureCache, FramedImage, SegmentFeatures, encode_segments, frame_image, frame_labels
 from .namer import HierarchyNames, MapNames, SegmentNamer, default_levels
-from .names import SegmentName, VocabularyFeatures, encode_vocabulary
+from .names import SegmentName, VocabularyFeatures
+from .search import TextHit, TextSearchCache, TextSearchIndex
 from .vocabulary import (
     BACKGROUND,
     PRESETS,
@@ -38,8 +39,8 @@ from .vocabulary import (
 __all__ = [
     "BACKGROUND", "DEFAULT_CLIP_MODEL", "ENV_VAR", "PRESETS", "PROMPT", "ClipModel", "ClipModelCache",
     "ClipModelSpec", "FeatureCache", "FramedImage", "HierarchyNames", "MapNames", "SegmentFeatures",
-    "SegmentName", "SegmentNamer", "Vocabulary", "VocabularyFeatures", "VocabularyLimits", "clip_spec", "coco",
-    "default_levels", "encode_segments", "encode_vocabulary", "fetch_clip_weights", "frame_image",
+    "SegmentName", "SegmentNamer", "TextHit", "TextSearchCache", "TextSearchIndex", "Vocabulary", "VocabularyFeatures", "VocabularyLimits", "clip_spec", "coco",
+    "default_levels", "encode_segments", "fetch_clip_weights", "frame_image",
     "frame_labels", "imagenet", "load_clip", "parse_vocabulary", "partimagenet", "resolve_vocabulary",
     "wrap_open_clip",
 ]  # fmt: skip

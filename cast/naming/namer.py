@@ -28,7 +28,7 @@ from .features import (
     frame_image,
     frame_labels,
 )
-from .names import SegmentName, VocabularyFeatures, class_map, encode_vocabulary, name_objects, name_parts
+from .names import SegmentName, VocabularyFeatures, class_map, name_objects, name_parts
 from .vocabulary import Vocabulary, VocabularyLimits, resolve_vocabulary
 
 
@@ -90,28 +90,40 @@ class SegmentNamer:
     """Names segments with one CLIP model; keeps segment and text features between calls (thread-safe)."""
 
     def __init__(self, clip: ClipModel, *, batch_size: int = 16, feature_cache: FeatureCache | None = None,
-                 max_vocabularies: int = 8) -> None:
+                 max_prompts: int = 20_000) -> None:
         self.clip = clip
         self.batch_size = batch_size
         self.features = feature_cache if feature_cache is not None else FeatureCache()
-        self.max_vocabularies = max_vocabularies
-        self._text: OrderedDict[tuple, VocabularyFeatures] = OrderedDict()
+        self.max_prompts = max_prompts
+        self._prompts: OrderedDict[str, torch.Tensor] = OrderedDict()  # name -> its prompt's text feature
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- building blocks
+    def prompt_features(self, names: Sequence[str]) -> torch.Tensor:
+        """(n, D) text features of `a photo of a {name}` for each name. Each prompt is encoded once and kept
+        (up to `max_prompts`), so vocabularies and searches seen before cost no CLIP forward."""
+        with self._lock:
+            missing = [n for n in dict.fromkeys(names) if n not in self._prompts]
+        encoded: dict[str, torch.Tensor] = {}
+        for start in range(0, len(missing), 256):
+            chunk = missing[start : start + 256]
+            encoded.update(zip(chunk, self.clip.encode_text(chunk)))
+        with self._lock:
+            self._prompts.update(encoded)
+            found = [self._prompts.get(n, encoded.get(n)) for n in names]
+            for n in dict.fromkeys(names):
+                if n in self._prompts:
+                    self._prompts.move_to_end(n)
+            while len(self._prompts) > self.max_prompts:
+                self._prompts.popitem(last=False)
+        return torch.stack(found) if found else torch.zeros((0, 0))
+
     def text_features(self, vocabulary: Vocabulary) -> VocabularyFeatures:
-        """Text features of a vocabulary, cached (a few vocabularies at a time)."""
-        key = (vocabulary.objects, vocabulary.parts, vocabulary.background)
-        with self._lock:
-            if key in self._text:
-                self._text.move_to_end(key)
-                return self._text[key]
-        text = encode_vocabulary(self.clip, vocabulary)
-        with self._lock:
-            self._text[key] = text
-            while len(self._text) > self.max_vocabularies:
-                self._text.popitem(last=False)
-        return text
+        """Text features of a vocabulary (spec §11.2): objects + background, and each object's parts."""
+        objects = self.prompt_features(vocabulary.object_classes)
+        parts = tuple(self.prompt_features(group) if group else objects[j : j + 1]
+                      for j, group in enumerate(vocabulary.parts))  # fmt: skip
+        return VocabularyFeatures(vocabulary, objects, parts)
 
     def segment_features(self, framed: FramedImage, labels: torch.Tensor, *, progress: Progress | None = None,
                          extra_masks: dict[int, torch.Tensor] | None = None) -> SegmentFeatures:

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from .clip import ClipModel
 from .features import SegmentFeatures
 from .vocabulary import Vocabulary
 
@@ -26,13 +25,6 @@ class VocabularyFeatures:
     vocabulary: Vocabulary
     objects: torch.Tensor  # (n_objects + 1, D)
     parts: tuple[torch.Tensor, ...]  # per object: (n_parts_j, D)
-
-
-def encode_vocabulary(clip: ClipModel, vocabulary: Vocabulary) -> VocabularyFeatures:
-    """Text features of every prompt `a photo of a {name}` of the vocabulary (one batch per list)."""
-    objects = clip.encode_text(vocabulary.object_classes)
-    parts = tuple(clip.encode_text(group) if group else objects[j : j + 1] for j, group in enumerate(vocabulary.parts))
-    return VocabularyFeatures(vocabulary, objects, parts)
 
 
 @dataclass(frozen=True)
