@@ -320,3 +320,14 @@ def test_text_search_ranks_segments_and_keeps_features(hierarchy, clip, chelsea)
         index.search(namer, "   ")
     with pytest.raises(VocabularyError, match="at most 200"):
         index.search(namer, "x" * 201)
+
+
+def test_text_encoding_up_to_the_end_token_equals_the_full_context(clip) -> None:
+    from cast.naming.clip import _encode_text_up_to_eot
+
+    prompts = ["a photo of a cat", "a photo of a very long and detailed description of a red bicycle wheel", "x"]
+    tokens = clip.tokenizer(prompts)
+    with torch.inference_mode():
+        full = clip.model.encode_text(tokens)
+        short = _encode_text_up_to_eot(clip.model, tokens)
+    assert torch.allclose(short, full, atol=1e-5, rtol=0)

@@ -41,7 +41,7 @@ class FramedImage:
         return int(self.pixels.shape[-1])
 
 
-def _digest(*arrays: np.ndarray | torch.Tensor) -> str:
+def digest(*arrays: np.ndarray | torch.Tensor) -> str:
     h = hashlib.sha1()
     for a in arrays:
         a = a.numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
@@ -69,7 +69,7 @@ def frame_image(clip: ClipModel, rgb: np.ndarray, *, pad: bool = False) -> Frame
     if pad:
         rgb = _square_pad(rgb, 0)
     pixels = clip.preprocess(clip_array(rgb)).float()
-    return FramedImage(pixels, pad, _digest(pixels))
+    return FramedImage(pixels, pad, digest(pixels))
 
 
 def frame_labels(clip: ClipModel, labels: np.ndarray, *, pad: bool = False) -> torch.Tensor:
@@ -144,11 +144,14 @@ def encode_segments(clip: ClipModel, framed: FramedImage, labels: torch.Tensor, 
 
 
 def dropped_segment_masks(labels: np.ndarray, framed_labels: torch.Tensor, clip: ClipModel, *,
-                          pad: bool) -> dict[int, torch.Tensor]:
+                          pad: bool, present: np.ndarray | None = None) -> dict[int, torch.Tensor]:
     """Masks in the frame of segments that the nearest resize dropped (thin or tiny ones): every frame
-    pixel the segment covers at all, so each segment of the map still gets a name."""
-    present = set(torch.unique(framed_labels).tolist())
-    missing = [int(i) for i in np.unique(labels) if i >= 0 and int(i) not in present]
+    pixel the segment covers at all, so each segment of the map still gets a name. `present`: the ids
+    of `labels`, when known."""
+    counts = torch.bincount(framed_labels.flatten() + 1)  # + 1: the padding's -1
+    kept = set((torch.nonzero(counts[1:]).flatten()).tolist())
+    ids = np.unique(labels) if present is None else present
+    missing = [int(i) for i in ids if i >= 0 and int(i) not in kept]
     out = {}
     for seg in missing:
         coverage = (np.asarray(labels) == seg).astype(np.float32)
@@ -183,7 +186,7 @@ class FeatureCache:
 
     def get_or_encode(self, clip: ClipModel, framed: FramedImage, labels: torch.Tensor,
                       encode: Callable[[], SegmentFeatures], extra: tuple[int, ...] = ()) -> SegmentFeatures:
-        key = (clip.id, framed.key, _digest(labels) + repr(extra))
+        key = (clip.id, framed.key, digest(labels) + repr(extra))
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)

@@ -22,6 +22,7 @@ from .features import (
     FeatureCache,
     FramedImage,
     Progress,
+    digest,
     SegmentFeatures,
     dropped_segment_masks,
     encode_segments,
@@ -96,6 +97,7 @@ class SegmentNamer:
         self.features = feature_cache if feature_cache is not None else FeatureCache()
         self.max_prompts = max_prompts
         self._prompts: OrderedDict[str, torch.Tensor] = OrderedDict()  # name -> its prompt's text feature
+        self._framed: OrderedDict[str, FramedImage] = OrderedDict()  # image digest -> the image in CLIP's frame
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- building blocks
@@ -124,6 +126,20 @@ class SegmentNamer:
         parts = tuple(self.prompt_features(group) if group else objects[j : j + 1]
                       for j, group in enumerate(vocabulary.parts))  # fmt: skip
         return VocabularyFeatures(vocabulary, objects, parts)
+
+    def framed_image(self, image: np.ndarray, *, pad: bool = True) -> FramedImage:
+        """An image in CLIP's frame, kept for the last few images (renaming does not transform it again)."""
+        key = digest(np.asarray(image)) + str(pad)
+        with self._lock:
+            if key in self._framed:
+                self._framed.move_to_end(key)
+                return self._framed[key]
+        framed = frame_image(self.clip, image, pad=pad)
+        with self._lock:
+            self._framed[key] = framed
+            while len(self._framed) > 16:
+                self._framed.popitem(last=False)
+        return framed
 
     def segment_features(self, framed: FramedImage, labels: torch.Tensor, *, progress: Progress | None = None,
                          extra_masks: dict[int, torch.Tensor] | None = None) -> SegmentFeatures:
@@ -175,7 +191,7 @@ class SegmentNamer:
         if max_segments is not None and wanted > max_segments:
             raise VocabularyError(f"naming these levels needs {wanted} CLIP passes; at most {max_segments} are "
                                   "allowed per request here: choose coarser levels")
-        framed = frame_image(self.clip, hierarchy.image, pad=pad)
+        framed = self.framed_image(hierarchy.image, pad=pad)
         done = [0]
 
         def tick(level: int) -> Progress:
@@ -203,5 +219,5 @@ class SegmentNamer:
                         progress: Progress) -> tuple[torch.Tensor, SegmentFeatures]:
         labels = hierarchy.labels(level)
         framed_labels = frame_labels(self.clip, labels, pad=pad)
-        extra = dropped_segment_masks(labels, framed_labels, self.clip, pad=pad)
+        extra = dropped_segment_masks(labels, framed_labels, self.clip, pad=pad, present=hierarchy.segment_ids(level))
         return framed_labels, self.segment_features(framed, framed_labels, progress=progress, extra_masks=extra)
