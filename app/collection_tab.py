@@ -129,7 +129,7 @@ def search_outputs(view: CollectionView, hits, level: int) -> tuple[list, np.nda
 
 
 def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: ExploreControls,
-                         owner_state: gr.BrowserState, tabs: gr.Tabs) -> None:
+                         owner_state: gr.BrowserState, tabs: gr.Tabs, naming: Any = None) -> None:
     """Add the Collection tab to the current Blocks and wire its events (/collection and /search among them)."""
     caps = config.limits if config.hosted else None
     scratch = config.scratch()
@@ -307,3 +307,7 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
     open_btn.click(open_in_explore, [state], [explore.image_in, tabs], api_visibility="private")
     gt_in.change(score, [state, gt_in], [gt_table, gt_best, coll_notice], api_visibility="private")
     export_btn.click(export, [state], [export_file, coll_notice], api_name="export_collection")
+    if naming is not None:  # "find segments that look like …" and /search_text (app/naming_panel.py)
+        from .naming_panel import build_text_search
+
+        build_text_search(naming, state, level_in, topk_in)

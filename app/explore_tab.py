@@ -37,6 +37,7 @@ VIEW_LABELS = {
     "boundary_map": "hierarchy boundary map (UCM)",
     "confidence": "parent-assignment confidence",
     "stability": "stability (measure it first)",
+    "named": "named segments (name them first)",
 }
 IMAGE_FORMATS = "PNG (8/16-bit), JPEG (incl. CMYK), TIFF, WebP, GIF, BMP"
 
@@ -71,8 +72,10 @@ def ensure_model(catalog: ModelCatalog, key: str, progress: gr.Progress | None =
     return catalog.load(key, owner)
 
 
-def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str, owner_state: gr.BrowserState) -> ExploreControls:
-    """Add the Explore tab to the current Blocks and wire its events."""
+def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str, owner_state: gr.BrowserState,
+                      naming: Any = None) -> ExploreControls:
+    """Add the Explore tab to the current Blocks and wire its events (with `naming`, an app.naming_panel
+    NamingService: "Name the segments" and /name_segments)."""
     caps = config.limits if config.hosted else None
     examples = sorted(str(p) for p in config.assets_dir.glob("*.jpg")) if config.assets_dir.is_dir() else []
     ttl = config.session_ttl_s()  # hosted: a visitor's results leave memory after a while without use
@@ -126,6 +129,7 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
                     compare_b = gr.Image(label="Other model (click a segment)", type="numpy", format="png",
                                          interactive=False, elem_id="compare_b")
                 compare_info = gr.Markdown("", elem_id="compare_info")
+            naming_slot = gr.Column()  # "Name the segments" (app/naming_panel.py), filled in below
             with gr.Row():
                 export_btn = gr.Button("Export everything (ZIP)")
                 export_file = gr.File(label="Export", interactive=False)
@@ -298,6 +302,12 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
     gt_in.change(score_ground_truth, [session_state, compare_state, gt_in], [gt_scores, notice], api_name="score_ground_truth")
     download_timer.tick(tick, None, [downloads_md, download_timer, cancel_download], show_progress="hidden",
                         api_visibility="private")
+
+    if naming is not None:
+        from .naming_panel import build_naming_panel
+
+        with naming_slot:
+            build_naming_panel(naming, session_state, picture, view_in, level_in, view_outputs, refresh)
 
     def select_api(session, level, x, y):
         """Scripted click: select the segment under (x, y) at `level`; returns its record."""

@@ -40,6 +40,7 @@ class ExplorerSession:
     figures: FigureData | None = None  # what the tree figures draw, worked out once per image
     segmenter: Segmenter | None = None  # what produced it (the model is shared, not copied): for stability
     source: Path | None = None  # the uploaded original, for re-runs on exactly the same file
+    names: Any = None  # cast.naming.HierarchyNames once "Name the segments" ran on this hierarchy
 
 
     @classmethod
@@ -73,9 +74,30 @@ class ExplorerSession:
         if self.view.view == "stability" and self.display.stability is None:
             raise Notice("No stability scores yet: press “Measure stability” first.")
         t = time.perf_counter()
+        if self.view.view == "named":
+            out = self.named_picture()
+            self.render_ms = (time.perf_counter() - t) * 1000
+            return out
         out = render(self.display, self.view.view, self.view.level, opacity=self.view.opacity, selection=self.selection)
         self.render_ms = (time.perf_counter() - t) * 1000
         return out
+
+    def named_level(self) -> int | None:
+        """The level the named view shows: the current one if it was named, else the object level."""
+        if self.names is None:
+            return None
+        return self.view.level if self.view.level in self.names.levels else self.names.object_level
+
+    def named_picture(self) -> np.ndarray:
+        """Segments coloured by their CLIP names, names written on them, with a legend (the "named" view)."""
+        from cast.render.named import named_view
+
+        level = self.named_level()
+        if level is None:
+            raise Notice("No names yet: open “Name the segments” and press “Name the segments” first.")
+        names = {r.segment: r.name for r in self.names.for_level(level)}
+        return named_view(self.display.image, self.display.labels(level), names, opacity=self.view.opacity,
+                          background=self.names.vocabulary.background)
 
     def selected_info(self) -> dict[str, Any] | None:
         """Panel data of the selected segment, statistics at full resolution."""

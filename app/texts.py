@@ -60,10 +60,30 @@ def panel_markdown(session: ExplorerSession | None) -> str:
         return "Segment an image, then click a segment."
     info = session.selected_info()
     lines = ["*Click a segment in the image to see its parents and children.*"] if info is None else segment_markdown(info)
+    if info is not None and session.names is not None:
+        lines += name_lines(session.names, info["level"], info["segment"], session.hierarchy)
     if session.top_classes:
         lines.append("### Top-5 ImageNet classes")
         lines += [f"{i}. {name} — {p:.1%}" for i, (name, p) in enumerate(session.top_classes, 1)]
     return "\n".join(lines)
+
+
+def name_lines(names: Any, level: int, segment: int, hierarchy: Any) -> list[str]:
+    """The CLIP name of a segment (score, runner-ups, the object a part was named under); for a level that
+    was not named, the name of the nearest named segment containing it."""
+    named = names.name_of(level, segment)
+    if named is None:
+        for up_level, up_segment in hierarchy.ancestors(level, segment):
+            inside = names.name_of(up_level, up_segment)
+            if inside is not None:
+                return [f"- **inside:** {inside.name} (level {up_level}, CLIP score {inside.score:.3f})"]
+        return []
+    lines = [f"- **name (CLIP):** {named.name} — score {named.score:.3f}"]
+    if named.kind == "part" and named.object_name is not None:
+        lines.append(f"- **named as a part of:** {named.object_name}")
+    if named.runner_ups:
+        lines.append("- **runner-ups:** " + ", ".join(f"{n} {p:.3f}" for n, p in named.runner_ups))
+    return lines
 
 
 def timings_markdown(session: ExplorerSession | None) -> str:

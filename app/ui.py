@@ -14,6 +14,7 @@ from .downloads import DownloadManager
 from .explore_tab import build_explore_tab, page_load_updates
 from .jobs_tab import JobService, build_jobs_tab
 from .models import ModelCatalog
+from .naming_panel import NamingService
 from .owners import new_token
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ def build_app(config: AppConfig | None = None, *, background_download: bool = Tr
         log.error("could not load the default model %s: %s", default_key, err)
 
     jobs = JobService(JobQueue(config.jobs_dir, limits=config.job_limits()), catalog, config)
+    naming = NamingService(config)  # CLIP is loaded on the first naming request, never at start-up
 
     # hosted: Gradio's own copies of uploads and outputs are deleted when older than the scratch time to live
     ttl = int(config.limits.scratch_ttl_hours * 3600)
@@ -45,9 +47,9 @@ def build_app(config: AppConfig | None = None, *, background_download: bool = Tr
         gr.Markdown(config.mode_banner(), elem_id="mode")
         with gr.Tabs() as tabs:
             with gr.Tab("Explore", id="explore"):
-                explore = build_explore_tab(catalog, config, default_key, owner_state)
+                explore = build_explore_tab(catalog, config, default_key, owner_state, naming=naming)
             with gr.Tab("Collection", id="collection"):
-                build_collection_tab(catalog, config, explore, owner_state, tabs)
+                build_collection_tab(catalog, config, explore, owner_state, tabs, naming=naming)
             with gr.Tab("Fine-tune", id="finetune"):
                 build_jobs_tab(jobs, [explore.model_in, explore.compare_model], owner_state)
         demo.load(new_token, [owner_state], [owner_state], api_visibility="private")

@@ -1,7 +1,7 @@
 """Plotly figures of the whole hierarchy: an icicle/sunburst and a node-link tree (networkx order)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import networkx as nx
 import numpy as np
@@ -64,6 +64,12 @@ def figure_data(hierarchy: Hierarchy) -> FigureData:
         edges=tuple(graph.edges),
         level_names=tuple(hierarchy.level_name(lv) for lv in range(hierarchy.num_levels)),
     )
+
+
+def with_names(data: FigureData, names: dict[str, str]) -> FigureData:
+    """The same figure data with a name (e.g. CLIP's, by node id `L4:s02`) on every named node's hover text."""
+    hover = tuple(f"{h}<br><b>{names[n]}</b>" if n in names else h for n, h in zip(data.nodes, data.hover))
+    return replace(data, hover=hover)
 
 
 def _figure(traces: list[dict], layout: dict) -> go.Figure:
@@ -160,13 +166,13 @@ def tree_figure(hierarchy: Hierarchy, selected: tuple[int, int] | None = None, d
     if others:
         xy = np.array([pos[data.nodes[i]] for i in others])
         traces.append({"type": "scatter", "x": xy[:, 0], "y": xy[:, 1], "mode": "markers",
-                       "marker": {"color": FADED, "size": 5}, "text": [data.nodes[i] for i in others],
+                       "marker": {"color": FADED, "size": 5}, "text": [data.hover[i] for i in others],
                        "hovertemplate": "%{text}<extra></extra>"})
     xy = np.array([pos[data.nodes[i]] for i in shown])
     sizes = [14 if data.nodes[i] in path else (7 if data.levels[i] > 0 else 4) for i in shown]
     traces.append({"type": "scatter", "x": xy[:, 0], "y": xy[:, 1], "mode": "markers",
                    "marker": {"color": [data.colors[i] for i in shown], "size": sizes},
-                   "text": [data.nodes[i] for i in shown], "hovertemplate": "%{text}<extra></extra>"})
+                   "text": [data.hover[i] for i in shown], "hovertemplate": "%{text}<extra></extra>"})
     ticks = list(range(hierarchy.num_levels + 1))
     title = "Segment tree" + (f" — path to {node_id(*selected)}: " + " → ".join(path[1:]) if selected else "")
     layout = {
