@@ -30,7 +30,7 @@ from cast.render import figure_data, segment_crop, with_names
 from cast.weights.hub import DownloadProgress
 
 from .config import AppConfig
-from .notices import Notice, keeps_session
+from .notices import Notice, keeps_session, redact_paths
 
 PRESETS = [("PartImageNet: 11 objects, 40 parts (the paper's)", "partimagenet"), ("COCO: 80 objects", "coco"),
            ("ImageNet-1k: 1000 classes", "imagenet"), ("the text below", "typed")]  # fmt: skip
@@ -61,7 +61,7 @@ class NamingService:
         if self.spec is None:
             return f"CLIP model setting is invalid: {self._spec_error}"
         state = "loaded" if self.clips.loaded(self.spec) else "fetched on first use into the Hugging Face cache"
-        return f"CLIP model: `{self.spec}` ({state}; the server's CAST_CLIP_MODEL)"
+        return redact_paths(f"CLIP model: `{self.spec}` ({state}; the server's CAST_CLIP_MODEL)")
 
     def namer(self, progress: gr.Progress | None = None) -> SegmentNamer:
         """The namer of the server's CLIP model; its weights are fetched now if needed (with progress)."""
@@ -156,8 +156,8 @@ def build_naming_panel(service: NamingService, session_state: gr.State, picture:
     def name_ui(session, preset, text, object_level, part_level, progress=gr.Progress()):
         named = name_session(service, session, vocabulary_of(preset, text), object_level, part_level, progress)
         count = len(named.names.records)
-        message = (f"Named {count} segments with {named.names.vocabulary.describe()} ({named.names.clip_model}). "
-                   "Click a segment to see its name, score and runner-ups.")
+        message = redact_paths(f"Named {count} segments with {named.names.vocabulary.describe()} "
+                               f"({named.names.clip_model}). Click a segment to see its name, score and runner-ups.")
         return (*refresh(named), gr.update(value="named"), gr.update(value=named.view.level), message)
 
     name_btn.click(name_ui, [session_state, preset_in, text_in, object_in, part_in],

@@ -63,7 +63,10 @@ class ExplorerSession:
     def select_at(self, x: int, y: int, level: int | None = None) -> "ExplorerSession":
         """Select the segment under display pixel (x, y) at the current (or given) level."""
         level = self.view.level if level is None else level
-        seg = self.display.segment_at(level, int(x), int(y))
+        try:
+            seg = self.display.segment_at(level, int(x), int(y))
+        except IndexError:  # e.g. a click on the named view's legend, below the picture
+            raise Notice("Click a segment inside the picture.") from None
         return replace(self, selection=Selection(level, seg), view=replace(self.view, level=level))
 
     def clear_selection(self) -> "ExplorerSession":
