@@ -306,8 +306,12 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
     if naming is not None:
         from .naming_panel import build_naming_panel
 
+        def segment_file(path: str, name: str):
+            handle = ensure_model(catalog, DEFAULT_KEY)
+            return Segmenter(handle.model, provenance=handle.provenance).run(path, name=name)
+
         with naming_slot:
-            build_naming_panel(naming, session_state, picture, view_in, level_in, view_outputs, refresh)
+            build_naming_panel(naming, session_state, picture, view_in, level_in, view_outputs, refresh, segment_file)
 
     def select_api(session, level, x, y):
         """Scripted click: select the segment under (x, y) at `level`; returns its record."""

@@ -1,6 +1,9 @@
 """Start the CAST Explorer app: `python app.py` in a checkout (and on Spaces), or the `cast-explorer` command."""
 from __future__ import annotations
 
+import os
+import sys
+
 import torch
 
 from .config import AppConfig
@@ -18,7 +21,13 @@ def main() -> None:
     max_file_size = f"{config.limits.max_upload_mb:g}mb" if config.hosted else None
     capacity = config.limits.max_sessions if config.hosted else 10_000  # sessions whose results stay in memory
     demo.launch(server_name=config.server_name, server_port=config.server_port, show_error=True,
-                max_file_size=max_file_size, state_session_capacity=capacity)
+                max_file_size=max_file_size, state_session_capacity=capacity, mcp_server=mcp_requested())
+
+
+def mcp_requested(argv: list[str] | None = None) -> bool:
+    """`cast-explorer --mcp` or CAST_MCP=1: also serve Gradio's MCP server (segment, name and search as tools)."""
+    argv = sys.argv[1:] if argv is None else argv
+    return "--mcp" in argv or os.environ.get("CAST_MCP", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 if __name__ == "__main__":

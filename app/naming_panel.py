@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import gradio as gr
@@ -97,6 +98,15 @@ def name_session(service: NamingService, session: Any, vocabulary: str, object_l
                  part_level: Any = None, progress: Callable | None = None) -> Any:
     """The ExplorerSession with names for its object level (default: the coarsest) and part level
     (default: the next finer; "none" for objects only), its tree figures carrying the names."""
+    names = _names_only(service, session, vocabulary, object_level, part_level, progress)
+    hierarchy = session.hierarchy
+    labels = {f"L{r.level}:s{r.segment:02d}": f"{r.name} ({r.score:.2f})" for r in names.records}
+    figures = with_names(session.figures or figure_data(hierarchy), labels)
+    return dataclasses.replace(session, names=names, figures=figures).with_view(view="named", level=names.object_level)
+
+
+def _names_only(service: NamingService, session: Any, vocabulary: str, object_level: Any = None,
+                part_level: Any = None, progress: Callable | None = None) -> HierarchyNames:
     if session is None:
         raise Notice("Segment an image first, then name its segments.")
     if not str(vocabulary or "").strip():
@@ -107,11 +117,8 @@ def name_session(service: NamingService, session: Any, vocabulary: str, object_l
     parts = _level(part_level, obj - 1 if obj - 1 >= 1 else None) if part_level != NO_PARTS else None
     namer = service.namer(progress)
     report = (lambda f, msg: progress(f, desc=msg)) if progress is not None else None
-    names = namer.name_hierarchy(hierarchy, vocabulary, object_level=obj, part_levels=[] if parts is None else [parts],
-                                 limits=service.limits, max_segments=service.max_segments, progress=report)
-    labels = {f"L{r.level}:s{r.segment:02d}": f"{r.name} ({r.score:.2f})" for r in names.records}
-    figures = with_names(session.figures or figure_data(hierarchy), labels)
-    return dataclasses.replace(session, names=names, figures=figures).with_view(view="named", level=obj)
+    return namer.name_hierarchy(hierarchy, vocabulary, object_level=obj, part_levels=[] if parts is None else [parts],
+                                limits=service.limits, max_segments=service.max_segments, progress=report)
 
 
 def name_records(names: HierarchyNames | None) -> list[dict[str, Any]]:
@@ -126,8 +133,10 @@ class NamingControls:
 
 
 def build_naming_panel(service: NamingService, session_state: gr.State, picture: gr.Image, view_in: gr.Dropdown,
-                       level_in: gr.Slider, refresh_outputs: list, refresh: Callable) -> NamingControls:
-    """The "Name the segments" accordion of Explore and its /name_segments endpoint.
+                       level_in: gr.Slider, refresh_outputs: list, refresh: Callable,
+                       segment_file: Callable[[str, str], Any] | None = None) -> NamingControls:
+    """The "Name the segments" accordion of Explore, its /name_segments endpoint and, with `segment_file`
+    (path, name -> Hierarchy with the default model), the one-call /name_image endpoint for agents.
 
     `refresh(session)` gives the values of `refresh_outputs` (the Explore tab's picture, panel, trees ...)."""
     with gr.Accordion("Name the segments (zero-shot, CLIP)", open=False, elem_id="naming"):
@@ -164,7 +173,7 @@ def build_naming_panel(service: NamingService, session_state: gr.State, picture:
                    [*refresh_outputs, view_in, level_in, naming_notice], api_visibility="private")
 
     @keeps_session(3)
-    def name_api(session, vocabulary: str, object_level: float | None = None, part_level: float | None = None,
+    def name_segments(session, vocabulary: str, object_level: float | None = None, part_level: float | None = None,
                  progress=gr.Progress()):
         """Name the segments of the current image zero-shot with CLIP (the paper's "by recognition" step).
 
@@ -181,8 +190,35 @@ def build_naming_panel(service: NamingService, session_state: gr.State, picture:
 
     vocab_api = gr.Textbox(visible=False)
     obj_api, part_api = gr.Number(None, visible=False), gr.Number(None, visible=False)
-    gr.Button(visible=False).click(name_api, [session_state, vocab_api, obj_api, part_api],
+    gr.Button(visible=False).click(name_segments, [session_state, vocab_api, obj_api, part_api],
                                    [session_state, records_json, naming_notice], api_name="name_segments")
+    if segment_file is not None:
+        @keeps_session(2)
+        def name_image(image, vocabulary: str, object_level: float | None = None, part_level: float | None = None,
+                       progress=gr.Progress()):
+            """Segment an image with CAST and name its segments zero-shot with CLIP, in one call.
+
+            Args:
+                image: the image file.
+                vocabulary: a preset (partimagenet, coco, imagenet) or text such as "cat: head, ear; car: wheel".
+                object_level: the level named with the vocabulary's objects (default: the coarsest).
+                part_level: the level named with the parts of the object under each segment (default: the
+                    next finer; -1 for none).
+            Returns one record per segment of those levels: level, segment, name, score, runner-ups.
+            """
+            if image is None:
+                raise Notice("Give an image to name.")
+            hierarchy = segment_file(str(image.path), image.name)
+            part = NO_PARTS if part_level is not None and float(part_level) < 0 else part_level
+            session = SimpleNamespace(hierarchy=hierarchy)
+            names = _names_only(service, session, vocabulary, object_level, part, progress)
+            return name_records(names), ""
+
+        from .components import OriginalImage
+
+        image_api = OriginalImage(type="filepath", visible=False)
+        gr.Button(visible=False).click(name_image, [image_api, vocab_api, obj_api, part_api],
+                                       [records_json, naming_notice], api_name="name_image")
     return NamingControls(text_in, name_btn)
 
 
@@ -195,7 +231,7 @@ def collection_images(view: Any) -> list[tuple[str, Any]]:
     return [(item.name, item.hierarchy) for item in collection.items]
 
 
-def search_text(service: NamingService, view: Any, text: str, level: Any, top_k: Any,
+def rank_segments_by_text(service: NamingService, view: Any, text: str, level: Any, top_k: Any,
                 progress: Callable | None = None) -> list[Any]:
     """Rank every segment of `level` across the collection by CLIP similarity to `text` (features built once)."""
     text = str(text or "")
@@ -234,7 +270,7 @@ def build_text_search(service: NamingService, collection_state: gr.State, level_
 
     @keeps_session(3)
     def search_ui(view, text, level, top_k, progress=gr.Progress()):
-        hits = search_text(service, view, text, level, top_k, progress)
+        hits = rank_segments_by_text(service, view, text, level, top_k, progress)
         return hit_crops(view, hits), [h.to_dict() for h in hits], ""
 
     search_btn.click(search_ui, [collection_state, query_in, level_in, topk_in],
@@ -243,7 +279,7 @@ def build_text_search(service: NamingService, collection_state: gr.State, level_
                     [hits_gallery, hits_json, search_notice], api_visibility="private")
 
     @keeps_session(2)
-    def search_api(view, text: str, level: float = 3, top_k: float = 12, progress=gr.Progress()):
+    def search_text(view, text: str, level: float = 3, top_k: float = 12, progress=gr.Progress()):
         """Find the segments of the collection that look like `text` (CLIP similarity of the masked segment).
 
         Args:
@@ -252,10 +288,10 @@ def build_text_search(service: NamingService, collection_state: gr.State, level_
             top_k: how many segments to return (default 12).
         Returns records with image_index, image, segment, level, similarity, best first.
         """
-        hits = search_text(service, view, text, 3 if level is None else level, 12 if top_k is None else top_k, progress)
+        hits = rank_segments_by_text(service, view, text, 3 if level is None else level, 12 if top_k is None else top_k, progress)
         return [h.to_dict() for h in hits], ""
 
     text_api = gr.Textbox(visible=False)
     level_api, topk_api = gr.Number(3, visible=False), gr.Number(12, visible=False)
-    gr.Button(visible=False).click(search_api, [collection_state, text_api, level_api, topk_api],
+    gr.Button(visible=False).click(search_text, [collection_state, text_api, level_api, topk_api],
                                    [hits_json, search_notice], api_name="search_text")

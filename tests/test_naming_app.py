@@ -93,3 +93,28 @@ def test_without_clip_weights_the_app_serves_and_naming_says_why(images: list[Pa
         records, notice = client.predict("coco", api_name="/name_segments")
         assert "Naming is unavailable" in notice and "ViT-B-16:openai" in notice and "hf download" in notice
         assert client.predict(2, 50, 50, api_name="/select")["level"] == 2  # still serving the session
+
+
+def test_name_image_in_one_call(app_url: str, images: list[Path], tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    records, notice = _client(app_url, tmp_path).predict(handle_file(str(images[1])), "coco", 4, -1, api_name="/name_image")
+    assert notice == "" and records and {r["level"] for r in records} == {4}
+    assert {r["name"] for r in records} <= {"Background", *__import__("cast.naming").naming.coco().objects}
+
+
+def test_mcp_schema_lists_segment_name_and_search_tools(tmp_path: Path) -> None:
+    import json
+    import urllib.request
+
+    env = {"CAST_MCP": "1", "CAST_CLIP_MODEL": f"local-dir:{naming_dir() / 'clip_tiny'}"}
+    with running_app(tmp_path / "app.log", env) as url:
+        with urllib.request.urlopen(url + "/gradio_api/mcp/schema", timeout=30) as response:
+            schema = json.loads(response.read())
+    tools = {tool["name"]: tool for tool in schema}
+    names = " ".join(tools)
+    for wanted in ("segment", "name_segments", "name_image", "search_text"):
+        assert any(name.endswith(wanted) for name in tools), (wanted, names)
+    name_tool = next(t for n, t in tools.items() if n.endswith("name_image"))
+    assert "zero-shot with CLIP" in name_tool["description"]
+    assert {"vocabulary", "object_level", "part_level"} <= set(name_tool["inputSchema"]["properties"])
