@@ -331,3 +331,25 @@ def test_text_encoding_up_to_the_end_token_equals_the_full_context(clip) -> None
         full = clip.model.encode_text(tokens)
         short = _encode_text_up_to_eot(clip.model, tokens)
     assert torch.allclose(short, full, atol=1e-5, rtol=0)
+
+
+def test_space_front_matter_preloads_the_default_clip_weights(monkeypatch, tmp_path: Path) -> None:
+    """The file `load_clip()` looks for first is the one the Space's preload_from_hub puts in the cache."""
+    import re
+
+    from reference import TESTS_DIR
+
+    front = (TESTS_DIR.parent / "README.md").read_text().split("---")[1]
+    block = re.search(r"preload_from_hub:\n((?:\s+- .+\n)+)", front)
+    entries = [tuple(line.strip()[2:].split(" ", 1)) for line in block.group(1).splitlines()]
+    asked = []
+    import cast.naming.clip as clip_module
+
+    def fake_hub_file(repo_id, filename, **kwargs):
+        asked.append((repo_id, filename))
+        return tmp_path / filename
+
+    monkeypatch.setattr(clip_module, "_hub_file", fake_hub_file)
+    monkeypatch.delenv("CAST_CLIP_MODEL", raising=False)
+    clip_module.fetch_clip_weights()
+    assert asked[0] in entries
