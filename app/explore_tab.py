@@ -250,7 +250,7 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
             raise Notice("Nothing to export yet: segment an image first.")
         out_dir = scratch.new("export")
         stem = Path(str(session.hierarchy.provenance.get("source_name", "image"))).stem or "image"
-        return str(export_zip(session.hierarchy, out_dir / f"{stem}_cast.zip", stem=stem)), ""
+        return str(export_zip(session.hierarchy, out_dir / f"{stem}_cast.zip", stem=stem, names=session.names)), ""
 
     @keeps_session(2)
     def score_ground_truth(session, other, gt_path):

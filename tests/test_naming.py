@@ -353,3 +353,30 @@ def test_space_front_matter_preloads_the_default_clip_weights(monkeypatch, tmp_p
     monkeypatch.delenv("CAST_CLIP_MODEL", raising=False)
     clip_module.fetch_clip_weights()
     assert asked[0] in entries
+
+
+def test_hosted_app_caps_naming(hierarchy, monkeypatch) -> None:
+    """Hosted: vocabulary size, text length and CLIP passes per request are capped; the model is the server's."""
+    from types import SimpleNamespace
+
+    from app.config import AppConfig, HostedLimits
+    from app.naming_panel import NamingService, _names_only, rank_segments_by_text
+    from app.notices import Notice
+
+    monkeypatch.setenv("CAST_CLIP_MODEL", f"local-dir:{naming_dir() / 'clip_tiny'}")
+    limits = HostedLimits(max_vocabulary_objects=5, max_vocabulary_parts=4, max_vocabulary_chars=60,
+                          max_named_segments=10, max_search_text_chars=20)
+    service = NamingService(AppConfig(hosted=True, limits=limits))
+    session = SimpleNamespace(hierarchy=hierarchy)
+    with pytest.raises(VocabularyError, match="larger than allowed"):
+        _names_only(service, session, "coco", 4, "none")
+    with pytest.raises(VocabularyError, match="at most 60"):
+        _names_only(service, session, "a, " * 30, 4, "none")
+    with pytest.raises(VocabularyError, match="at most 10 are allowed per request"):
+        _names_only(service, session, "cat, dog", 4, 3)  # 8 + 16 CLIP passes
+    names = _names_only(service, session, "cat, dog", 4, "none")
+    assert len(names.records) == len(hierarchy.segment_ids(4)) and names.clip_model == service.spec.__str__()
+    with pytest.raises(Notice, match="at most 20"):
+        rank_segments_by_text(service, SimpleNamespace(items=[]), "x" * 21, 3, 5)
+    local = NamingService(AppConfig(hosted=False))
+    assert local.max_segments is None and local.limits.max_objects == 1000
