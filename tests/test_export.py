@@ -26,7 +26,7 @@ from cast.export import (
     label_map_rles,
     mask_to_coco_rle,
 )
-from cast.hierarchy import ROOT_ID, Hierarchy, node_id
+from cast.hierarchy import ROOT_ID, Grouping, Hierarchy, InputGeometry, SegmentationProvenance, node_id
 from cast.segmenter import Segmenter
 
 STEM = "chelsea"
@@ -38,8 +38,15 @@ def hierarchy() -> Hierarchy:
     fx = first_single_fixture()
     logits = [fx[f"logit{level}"][0].numpy() for level in range(1, 5)]
     return Hierarchy.from_logits(
-        fx["superpixel"][0].numpy(), logits, image=fx["image_uint8"].numpy(), provenance={"model_variant": "cast_tiny"}
+        fx["superpixel"][0].numpy(), logits, image=fx["image_uint8"].numpy(), provenance=TINY_PROVENANCE
     )
+
+
+TINY_PROVENANCE = SegmentationProvenance(
+    model_variant="cast_tiny", checkpoint="tiny_cast.safetensors", trained=True, layout="plain",
+    grouping=Grouping("seeds", 196, "official SEEDS", {"num_superpixels": 196}),
+    input=InputGeometry(224, "center_crop", (0, 0, 224, 224), (224, 224), parity_with_official=True),
+)
 
 
 @pytest.fixture(scope="module")

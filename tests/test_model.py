@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+import cast
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -100,7 +102,7 @@ def test_registry_has_every_official_variant() -> None:
         assert name in MODEL_CONFIGS
     assert get_config("cast_base").embed_dim == 768
     assert get_config("cast_small_deep").depths == (6, 3, 3, 3)
-    with pytest.raises(KeyError, match="unknown CAST variant"):
+    with pytest.raises(cast.ConfigError, match="unknown CAST variant"):
         get_config("cast_huge")
 
 

@@ -97,7 +97,7 @@ def test_segmenter_gives_an_ordinary_hierarchy(path: Path, tiny_vit) -> None:
     assert np.array_equal(h.labels(0), h.labels(1))  # level 0 is the 64-level clusters themselves
     record = h.segment(2, int(h.segment_ids(2)[0]))
     assert record.parent is not None and record.parent_confidence is None  # k-means has no soft assignment
-    assert h.provenance["superpixels"]["method"] == "vit_kmeans" and "ViT baseline" in h.provenance["superpixels"]["description"]
+    assert h.provenance.grouping.method == "vit_kmeans" and "ViT baseline" in h.provenance.grouping.description
     # every view, the tree figure and the exports work on it unchanged
     for view in ("fill", "boundary_map", "confidence", "all_boundaries"):
         assert render(h, view, 2).shape == (*h.shape, 3)
@@ -139,7 +139,7 @@ def test_full_size_official_layouts_load(vit_path: Path, tmp_path: Path, name: s
     assert isinstance(back, cast.model.VitBaseline) and back.config == model.config
     assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), model.state_dict().values()))
     with pytest.raises(CheckpointError, match="ViT baseline"):
-        cast.load_checkpoint(converted)  # the CAST loader says what the file is instead of failing obscurely
+        cast.weights.load_checkpoint(converted)  # the CAST loader says what the file is instead of failing obscurely
 
 
 def test_cli_segments_with_the_vit_baseline(tmp_path: Path, tiny_vit, capsys) -> None:
