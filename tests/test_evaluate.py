@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from reference import parity_dir, tiny_model
+from reference import parity_dir
 from scipy import ndimage
 from skimage import data, filters, measure, morphology, transform
 
@@ -137,8 +137,8 @@ def test_best_level_and_table() -> None:
 
 # ----------------------------------------------------------------------------- real images
 @pytest.fixture(scope="module")
-def segmenter() -> Segmenter:
-    return Segmenter(tiny_model(parity_dir()))
+def segmenter(tiny_segmenter: Segmenter) -> Segmenter:
+    return tiny_segmenter
 
 
 def horse_image() -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
-from reference import first_single_fixture, parity_dir, tiny_model
 from skimage import data
 
 from cast.export import (
@@ -26,27 +25,15 @@ from cast.export import (
     label_map_rles,
     mask_to_coco_rle,
 )
-from cast.hierarchy import ROOT_ID, Grouping, Hierarchy, InputGeometry, SegmentationProvenance, node_id
+from cast.hierarchy import ROOT_ID, Hierarchy, node_id
 from cast.segmenter import Segmenter
 
 STEM = "chelsea"
 
 
 @pytest.fixture(scope="module")
-def hierarchy() -> Hierarchy:
-    """The official model's hierarchy of chelsea, rebuilt from the parity fixture's logits."""
-    fx = first_single_fixture()
-    logits = [fx[f"logit{level}"][0].numpy() for level in range(1, 5)]
-    return Hierarchy.from_logits(
-        fx["superpixel"][0].numpy(), logits, image=fx["image_uint8"].numpy(), provenance=TINY_PROVENANCE
-    )
-
-
-TINY_PROVENANCE = SegmentationProvenance(
-    model_variant="cast_tiny", checkpoint="tiny_cast.safetensors", trained=True, layout="plain",
-    grouping=Grouping("seeds", 196, "official SEEDS", {"num_superpixels": 196}),
-    input=InputGeometry(224, "center_crop", (0, 0, 224, 224), (224, 224), parity_with_official=True),
-)
+def hierarchy(reference_hierarchy: Hierarchy) -> Hierarchy:
+    return reference_hierarchy
 
 
 @pytest.fixture(scope="module")
@@ -271,12 +258,6 @@ def test_bad_stem_is_refused(hierarchy: Hierarchy, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- with the model: Segmenter and CLI
-@pytest.fixture(scope="module")
-def tiny_segmenter() -> Segmenter:
-    """The tiny official model: the export and CLI plumbing on real weights."""
-    return Segmenter(tiny_model(parity_dir()))
-
-
 def test_export_of_a_segmenter_hierarchy(tiny_segmenter: Segmenter, tmp_path: Path) -> None:
     h = tiny_segmenter.run(data.chelsea())
     assert h.num_levels == 5

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference import parity_dir, tiny_model
 from skimage import data
 
 from cast.hierarchy import ROOT_ID, Hierarchy, node_id, parse_node_id
@@ -21,8 +20,8 @@ REAL_IMAGES = {"astronaut": data.astronaut(), "chelsea": data.chelsea(), "coffee
 
 
 @pytest.fixture(scope="module")
-def segmenter() -> Segmenter:
-    return Segmenter(tiny_model(parity_dir()))
+def segmenter(tiny_segmenter: Segmenter) -> Segmenter:
+    return tiny_segmenter
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +56,18 @@ def test_tree_invariant_on_real_image_crops(segmenter: Segmenter, name, top, lef
     y0, x0 = int(top * h), int(left * w)
     crop = img[y0 : y0 + max(64, int(keep * h)), x0 : x0 + max(64, int(keep * w))]
     seg = Segmenter(segmenter.model, SuperpixelConfig(method=method), InputConfig(mode=mode))
-    hierarchy = seg.run(np.ascontiguousarray(crop))
-    check_tree(hierarchy)
+    result = seg.run_detailed(np.ascontiguousarray(crop))
+    hierarchy = result.hierarchy
     assert hierarchy.shape == hierarchy.image.shape[:2]
+    # Recompute every level from the model's own logits, pixel by pixel, without the Hierarchy's parent
+    # arrays: a pixel's level-l segment is the argmax row of its level-(l-1) segment (spec §4; superpixel
+    # ids beyond the last token take row S-1). The Hierarchy must agree, and so nest segments as a tree.
+    labels = hierarchy.superpixels
+    for level, logits in enumerate(result.output.logits, start=1):
+        rows = logits[0].numpy()
+        labels = rows.argmax(axis=1)[np.minimum(labels, rows.shape[0] - 1)]
+        assert np.array_equal(hierarchy.labels(level), labels), f"level {level} is not the argmax composition"
+    check_tree(hierarchy)
 
 
 def test_level_sizes_on_a_real_image(astronaut_hierarchy: Hierarchy) -> None:

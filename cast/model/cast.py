@@ -197,9 +197,11 @@ class Cast(nn.Module):
         return result
 
 
-def build_model(config: CastConfig | str, **overrides) -> Cast:
-    """A randomly initialised CAST in eval mode, from a config or a registered variant name."""
+def build_model(config: CastConfig | str, *, linear_kernel: str = "onednn", **overrides) -> Cast:
+    """A randomly initialised CAST in eval mode, from a config or a registered variant name.
+
+    `linear_kernel` is "onednn" (oneDNN's CPU inference kernel) or "default" (cast/model/linear.py)."""
     from .config import get_config
 
     cfg = get_config(config, **overrides) if isinstance(config, str) else config.with_(**overrides)
-    return Cast(cfg).eval()
+    return Cast(cfg, linear_kernel=linear_kernel).eval()

@@ -95,10 +95,10 @@ class VitBaseline(nn.Module):
         return self.norm(self.encode(images))[:, 0]
 
 
-def build_vit(config: VitConfig | str, **overrides) -> VitBaseline:
+def build_vit(config: VitConfig | str, *, linear_kernel: str = "onednn", **overrides) -> VitBaseline:
     """A randomly initialised ViT baseline in eval mode, from a config or a registered name."""
     if isinstance(config, str):
         if config not in VIT_CONFIGS:
             raise ConfigError(f"unknown ViT baseline {config!r}; known: {', '.join(VIT_CONFIGS)}")
         config = VIT_CONFIGS[config]
-    return VitBaseline(config.with_(**overrides) if overrides else config).eval()
+    return VitBaseline(config.with_(**overrides) if overrides else config, linear_kernel=linear_kernel).eval()
