@@ -1,7 +1,7 @@
 """The model zoo and the public API: registry, list/create, local cache first, no silent substitution, default order.
 
 No test touches the network: sockets are refused for every test (and counted) and HF_HUB_OFFLINE is
-on. Downloads themselves are tested against a local Hub server in test_hub.py. The local Hugging Face
+on. Downloads themselves are tested against a local Hub server in test_weights_hub.py. The local Hugging Face
 cache is built by the tests (models--twke--CAST/snapshots/<commit>/<filename> + refs/main), holding an
 official-layout MoCo checkpoint of the tiny CAST under a test ZooEntry.
 """
