@@ -145,10 +145,7 @@ def _vit_segmenter(args: argparse.Namespace, cast_segmenter):
     if not spec:
         raise CheckpointError(f"no published ViT baseline has the size of {cast_segmenter.model.config.name}; "
                               "name one: --compare-vit MODEL")
-    model = load_model(spec)
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
-    return Segmenter(model, input_config=InputConfig(224, "center_crop"),
-                     provenance={"checkpoint": cfg.get("zoo_name") or cfg.get("source") or spec})
+    return Segmenter(load_model(spec), input_config=InputConfig(224, "center_crop"))
 
 
 def _side_by_side(results: dict) -> str:

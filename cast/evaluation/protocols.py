@@ -185,7 +185,7 @@ def evaluate_partimagenet(
         object_class_miou=mean_or_none(object_mious),
         part_class_miou=mean_or_none(part_mious),
         clip_model=None if namer is None else namer.clip.id,
-        model=segmenter.provenance.get("checkpoint"),
+        model=segmenter.pretrained_cfg.checkpoint,
         baseline_object=average_scores(base_objects) if baseline else None,
         baseline_part=average_scores(base_parts) if baseline else None,
         skipped=skipped,
