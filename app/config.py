@@ -51,8 +51,8 @@ class HostedLimits:
     scratch_ttl_hours: float = 2.0  # extracted uploads and exports are removed after this long
     session_ttl_hours: float = 2.0  # a visitor's results in memory are dropped after this long without use
     max_sessions: int = 200  # sessions whose results are kept in memory, the least recently used go first
-    max_vocabulary_objects: int = 1000  # naming with CLIP: objects of one vocabulary (ImageNet-1k's 1000 fit)
-    max_vocabulary_parts: int = 400  # parts of one vocabulary
+    max_vocabulary_objects: int = 100  # naming with CLIP: objects of one typed vocabulary (presets are fixed lists)
+    max_vocabulary_parts: int = 300  # parts of one typed vocabulary
     max_vocabulary_chars: int = 4000  # a typed vocabulary
     max_named_segments: int = 48  # CLIP passes of one naming request (levels 4 + 3 of CAST need 24)
     max_search_text_chars: int = 200  # a "find segments that look like ..." text

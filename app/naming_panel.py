@@ -241,7 +241,7 @@ def rank_segments_by_text(service: NamingService, view: Any, text: str, level: A
     namer = service.namer(progress)
     report = (lambda f, msg: progress(f, desc=msg)) if progress is not None else None
     collection = getattr(view, "collection", view)
-    index = service.searches.get(f"{id(collection)}", int(level), namer, lambda: images, progress=report)
+    index = service.searches.get(collection, int(level), namer, lambda: images, progress=report)
     return index.search(namer, text, top_k=int(top_k or 12))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -198,7 +199,8 @@ def test_vocabulary_limits() -> None:
     with pytest.raises(VocabularyError, match="3 parts; at most 2"):
         parse_vocabulary("a: x, y, z", limits=limits)
     with pytest.raises(VocabularyError, match="larger than allowed"):
-        resolve_vocabulary("coco", limits=limits)
+        resolve_vocabulary(coco(), limits=limits)
+    assert resolve_vocabulary("coco", limits=limits) == coco()  # presets are the server's own lists
 
 
 # ----------------------------------------------------------------------------- which CLIP, and refusals
@@ -307,7 +309,8 @@ def test_text_search_ranks_segments_and_keeps_features(hierarchy, clip, chelsea)
     cache = TextSearchCache()
     built = []
     images = lambda: built.append(1) or [("astronaut", hierarchy), ("chelsea", other)]  # noqa: E731
-    index = cache.get("two", 3, namer, images)
+    collection = SimpleNamespace()
+    index = cache.get(collection, 3, namer, images)
     assert len(index) == len(hierarchy.segment_ids(3)) + len(other.segment_ids(3))
     hits = index.search(namer, "a cat's face", top_k=5)
     assert len(hits) == 5 and [h.similarity for h in hits] == sorted((h.similarity for h in hits), reverse=True)
@@ -315,7 +318,8 @@ def test_text_search_ranks_segments_and_keeps_features(hierarchy, clip, chelsea)
     query = clip.encode_text(["a cat's face"])[0]
     assert abs(float((index.vectors @ query).max()) - hits[0].similarity) < 1e-5
     assert {h.image for h in hits} <= {"astronaut", "chelsea"} and all(h.level == 3 for h in hits)
-    assert cache.get("two", 3, namer, images) is index and built == [1]  # built once, then reused
+    assert cache.get(collection, 3, namer, images) is index and built == [1]  # built once, then reused
+    assert cache.get(SimpleNamespace(), 3, namer, images) is not index and built == [1, 1]  # another collection
     with pytest.raises(VocabularyError, match="type what"):
         index.search(namer, "   ")
     with pytest.raises(VocabularyError, match="at most 200"):
@@ -368,8 +372,8 @@ def test_hosted_app_caps_naming(hierarchy, monkeypatch) -> None:
                           max_named_segments=10, max_search_text_chars=20)
     service = NamingService(AppConfig(hosted=True, limits=limits))
     session = SimpleNamespace(hierarchy=hierarchy)
-    with pytest.raises(VocabularyError, match="larger than allowed"):
-        _names_only(service, session, "coco", 4, "none")
+    with pytest.raises(VocabularyError, match="6 objects; at most 5"):
+        _names_only(service, session, "a, b, c, d, e, f", 4, "none")
     with pytest.raises(VocabularyError, match="at most 60"):
         _names_only(service, session, "a, " * 30, 4, "none")
     with pytest.raises(VocabularyError, match="at most 10 are allowed per request"):

@@ -8,6 +8,7 @@ a query is one text feature (cached per prompt) and one matrix-vector product.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -90,24 +91,33 @@ class TextSearchIndex:
 
 
 class TextSearchCache:
-    """Built indexes by (collection key, level, CLIP model): an explicit, thread-safe LRU."""
+    """Built indexes by (collection, level, CLIP model): an explicit, thread-safe LRU.
+
+    A collection is any object (held weakly): an index is reused only for that very object, never for
+    another one that happens to get its id after it is gone."""
 
     def __init__(self, max_indexes: int = 8) -> None:
         self.max_indexes = max_indexes
-        self._indexes: OrderedDict[tuple[str, int, str], TextSearchIndex] = OrderedDict()
+        self._indexes: OrderedDict[tuple[int, int, str], tuple[Callable[[], object], TextSearchIndex]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str, level: int, namer: SegmentNamer, images: Callable[[], Sequence[tuple[str, Hierarchy]]],
-            *, progress: Callable[[float, str], None] | None = None) -> TextSearchIndex:
+    def get(self, collection: object, level: int, namer: SegmentNamer,
+            images: Callable[[], Sequence[tuple[str, Hierarchy]]], *,
+            progress: Callable[[float, str], None] | None = None) -> TextSearchIndex:
         """The index of a collection's level, built on first use (`images()` is only called then)."""
-        cache_key = (key, int(level), namer.clip.id)
+        cache_key = (id(collection), int(level), namer.clip.id)
         with self._lock:
-            if cache_key in self._indexes:
+            entry = self._indexes.get(cache_key)
+            if entry is not None and entry[0]() is collection:
                 self._indexes.move_to_end(cache_key)
-                return self._indexes[cache_key]
+                return entry[1]
         index = TextSearchIndex.build(namer, images(), int(level), progress=progress)
         with self._lock:
-            self._indexes[cache_key] = index
+            try:
+                held = weakref.ref(collection)
+            except TypeError:  # not weakly referable: hold it (the LRU is small), so its id cannot be reused
+                held = lambda: collection  # noqa: E731
+            self._indexes[cache_key] = (held, index)
             while len(self._indexes) > self.max_indexes:
                 self._indexes.popitem(last=False)
         return index

@@ -206,14 +206,13 @@ def parse_vocabulary(text: str, *, limits: VocabularyLimits = VocabularyLimits()
 def resolve_vocabulary(spec: str | Vocabulary, *, limits: VocabularyLimits = VocabularyLimits()) -> Vocabulary:
     """A Vocabulary, a preset name (`partimagenet`, `coco`, `imagenet`) or typed text.
 
-    Presets are checked against the same limits as typed text (a hosted app may allow fewer objects)."""
-    if isinstance(spec, Vocabulary):
-        vocabulary = spec
-    elif isinstance(spec, str) and spec.strip().lower() in PRESETS:
-        vocabulary = PRESETS[spec.strip().lower()]()
-    else:
+    `limits` apply to typed text and given Vocabulary objects; the presets are fixed lists whose prompts
+    are encoded once per namer and kept, so they are always allowed (ImageNet's 1000 included)."""
+    if isinstance(spec, str) and spec.strip().lower() in PRESETS:
+        return PRESETS[spec.strip().lower()]()
+    if not isinstance(spec, Vocabulary):
         return parse_vocabulary(spec, limits=limits)
-    if len(vocabulary.objects) > limits.max_objects or len(vocabulary.part_classes) > limits.max_parts:
-        raise VocabularyError(f"the {vocabulary.describe()} vocabulary is larger than allowed here "
+    if len(spec.objects) > limits.max_objects or len(spec.part_classes) > limits.max_parts:
+        raise VocabularyError(f"the {spec.describe()} vocabulary is larger than allowed here "
                               f"({limits.max_objects} objects, {limits.max_parts} parts)")
-    return vocabulary
+    return spec
