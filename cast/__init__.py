@@ -8,30 +8,63 @@
 Data flows image -> `cast.image` -> `cast.superpixels` -> `cast.model` -> `cast.hierarchy` -> `cast.render`
 / `cast.export`; `cast.weights` reads every published checkpoint layout, `cast.evaluation` scores
 hierarchies, `cast.train` fine-tunes, `cast.cli` is the `cast` command.
+
+The names below are imported on first use (PEP 562), so that `import cast.cli` and `cast --help` do not
+pay for PyTorch; `from cast import Segmenter` and `cast.Segmenter` work as usual.
 """
-from .api import create_model, default_pretrained_for, list_models, load_model
-from .errors import (
-    CastError,
-    CheckpointError,
-    DatasetError,
-    InvalidImageError,
-    JobError,
-    NotCastCheckpointError,
-    SuperpixelError,
-    TrainingError,
-)
-from .hierarchy import Hierarchy, SegmentRecord
-from .image import InputConfig, load_image
-from .model import CastConfig, VitConfig
-from .segmenter import SegmentResult, Segmenter
-from .superpixels import SuperpixelConfig
-from .weights import LoadedCheckpoint, load_checkpoint
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.3.0"
 
-__all__ = [
-    "CastConfig", "CastError", "CheckpointError", "DatasetError", "Hierarchy", "InputConfig", "InvalidImageError",
-    "JobError", "LoadedCheckpoint", "NotCastCheckpointError", "SegmentRecord", "SegmentResult", "Segmenter",
-    "SuperpixelConfig", "SuperpixelError", "TrainingError", "VitConfig", "__version__", "create_model",
-    "default_pretrained_for", "list_models", "load_checkpoint", "load_image", "load_model",
-]  # fmt: skip
+# public name -> the submodule that defines it
+_EXPORTS = {
+    "create_model": "api", "default_pretrained_for": "api", "list_models": "api", "load_model": "api",
+    "CastError": "errors", "CheckpointError": "errors", "DatasetError": "errors", "InvalidImageError": "errors",
+    "JobError": "errors", "NotCastCheckpointError": "errors", "SuperpixelError": "errors", "TrainingError": "errors",
+    "example_image": "examples", "example_images": "examples",
+    "Hierarchy": "hierarchy", "SegmentRecord": "hierarchy",
+    "InputConfig": "image", "load_image": "image",
+    "CastConfig": "model", "VitConfig": "model",
+    "SegmentResult": "segmenter", "Segmenter": "segmenter",
+    "SuperpixelConfig": "superpixels",
+    "LoadedCheckpoint": "weights", "load_checkpoint": "weights",
+}  # fmt: skip
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cast' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:  # what static tools see: the same names, imported eagerly
+    from .api import create_model, default_pretrained_for, list_models, load_model
+    from .errors import (
+        CastError,
+        CheckpointError,
+        DatasetError,
+        InvalidImageError,
+        JobError,
+        NotCastCheckpointError,
+        SuperpixelError,
+        TrainingError,
+    )
+    from .examples import example_image, example_images
+    from .hierarchy import Hierarchy, SegmentRecord
+    from .image import InputConfig, load_image
+    from .model import CastConfig, VitConfig
+    from .segmenter import SegmentResult, Segmenter
+    from .superpixels import SuperpixelConfig
+    from .weights import LoadedCheckpoint, load_checkpoint

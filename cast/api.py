@@ -21,6 +21,7 @@ from torch import nn
 from .errors import CheckpointError, NotCastCheckpointError
 from .model import MODEL_CONFIGS, VIT_CONFIGS, build_model, build_vit, get_config
 from .weights import LoadedCheckpoint, load_checkpoint
+from .weights.bundled import BUNDLED_ENTRY, BUNDLED_MODEL, bundled_checkpoint, bundled_models
 from .weights.hub import load_pretrained, load_vit_pretrained
 from .weights.vit import load_vit_checkpoint
 from .weights.zoo import DEFAULT_PREFERENCE, ZOO, list_pretrained, zoo_entry
@@ -32,8 +33,9 @@ def _architectures() -> list[str]:
 
 def list_models(pattern: str | None = None, pretrained: bool = False) -> list[str]:
     """Architecture names (`cast_small`, `vit_conv_small`, ...), or with `pretrained=True` the published
-    checkpoints by zoo name (`cast_small_moco_in1k`, ...). `pattern` is a shell glob such as `"cast_small*"`."""
-    names = list_pretrained() if pretrained else _architectures()
+    checkpoints by zoo name (`cast_small_moco_in1k`, ...) and the bundled `cast_explorer_default`.
+    `pattern` is a shell glob such as `"cast_small*"`."""
+    names = sorted([*list_pretrained(), *bundled_models()]) if pretrained else _architectures()
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
 
@@ -69,6 +71,8 @@ def create_model(
         else:
             model = build_vit(architecture)
             model.pretrained_cfg = {"source": None, "architecture": architecture, "trained": False}
+    elif zoo_name == BUNDLED_MODEL:
+        model = _with_cfg(load_checkpoint(bundled_checkpoint()), BUNDLED_MODEL)
     elif zoo_name is not None:
         model = _with_cfg(load_pretrained(zoo_name), zoo_name)
     elif checkpoint_path is not None:
@@ -84,7 +88,7 @@ def create_model(
 def load_model(name_or_path: str | Path, *, device: str | torch.device | None = None) -> nn.Module:
     """A published model by zoo name (pretrained), or any checkpoint file (CAST or ViT baseline, layout detected)."""
     key = str(name_or_path)
-    if key in ZOO:
+    if key in ZOO or key == BUNDLED_MODEL:
         return create_model(key, pretrained=True, device=device)
     if key in _architectures():
         raise CheckpointError(f"{key!r} is an architecture, not a checkpoint: use cast.create_model({key!r}) for random "
@@ -92,7 +96,7 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device | None = 
     path = Path(name_or_path)
     if not (path.exists() or path.suffix or "/" in key):
         raise CheckpointError(f"unknown model {key!r}: not a file, and not a published checkpoint "
-                              f"({', '.join(list_pretrained())})")
+                              f"({', '.join(list_models(pretrained=True))})")
     try:
         model = _with_cfg(load_checkpoint(path), None)
     except NotCastCheckpointError:
@@ -101,7 +105,12 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device | None = 
 
 
 def _resolve(name: str, pretrained: bool) -> tuple[str, str | None]:
-    """(architecture, zoo name to load or None)."""
+    """(architecture, zoo name to load or None); the bundled model counts as a zoo name."""
+    if name == BUNDLED_MODEL:
+        if pretrained and not bundled_checkpoint().is_file():
+            raise CheckpointError(f"{name}: the bundled checkpoint is missing from this installation "
+                                  f"({bundled_checkpoint()}); reinstall cast-explorer")
+        return BUNDLED_ENTRY.architecture, name if pretrained else None
     if name in ZOO:
         entry = zoo_entry(name)
         if not entry.loadable or entry.architecture is None:

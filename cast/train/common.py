@@ -26,6 +26,19 @@ def run_files(output: str | Path) -> tuple[Path, Path]:
     return out.with_name(f"{stem}.train-state.pt"), out.with_name(f"{stem}.log.jsonl")
 
 
+def remove_resume_state(output: str | Path) -> int:
+    """Delete the resume state next to a finished run's `output` (it holds the optimizer and, for MoCo, the
+    heads: ~80x the model file); returns the bytes freed (0 when there was none). Call it only after a
+    successful run: a cancelled one needs its state to resume."""
+    state = run_files(output)[0]
+    try:
+        size = state.stat().st_size
+        state.unlink()
+    except FileNotFoundError:
+        return 0
+    return size
+
+
 class TrainingJob(Protocol):
     """What the engine needs from one recipe (moco.py, supervised.py)."""
 

@@ -190,9 +190,13 @@ def load_pretrained(ref: ModelRef, **options) -> LoadedCheckpoint:
 
 
 def load_cast(name_or_path: str | Path, **options) -> LoadedCheckpoint:
-    """A published CAST checkpoint by zoo name (see load_pretrained), or any CAST checkpoint file."""
+    """A published CAST checkpoint by zoo name (see load_pretrained), the bundled one by its name
+    (`cast_explorer_default`), or any CAST checkpoint file."""
+    from .bundled import BUNDLED_MODEL, bundled_checkpoint
     from .zoo import ZOO
 
+    if str(name_or_path) == BUNDLED_MODEL:
+        return load_checkpoint(bundled_checkpoint())
     if str(name_or_path) in ZOO:
         return load_pretrained(str(name_or_path), **options)
     return load_checkpoint(name_or_path)
