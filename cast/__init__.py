@@ -33,10 +33,18 @@ _EXPORTS = {
     "LoadedCheckpoint": "weights", "load_checkpoint": "weights",
 }  # fmt: skip
 
+# subpackages reachable as attributes too (`cast.weights.bundled`), imported on first use
+_SUBMODULES = {
+    "api", "cli", "collection", "datasets", "errors", "evaluation", "examples", "export", "hierarchy", "image", "model",
+    "render", "segmenter", "superpixels", "train", "weights",
+}  # fmt: skip
+
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'cast' has no attribute {name!r}")
