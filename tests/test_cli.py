@@ -44,6 +44,7 @@ def test_app_help_imports_neither_torch_nor_gradio() -> None:
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
 
 
+@pytest.mark.slow
 def test_python_m_cast_train_and_the_modules_import_in_any_order() -> None:
     """No import cycle between cast.cli and cast.train, whichever is imported first; `python -m cast.train` works."""
     for first in ("cast.cli.train", "cast.train", "cast.cli", "cast.train.config"):
