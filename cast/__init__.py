@@ -39,7 +39,13 @@ _SUBMODULES = {
     "render", "segmenter", "superpixels", "train", "weights",
 }  # fmt: skip
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "CastConfig", "CastError", "CheckpointError", "DatasetError", "Hierarchy", "InputConfig", "InvalidImageError",
+    "JobError", "LoadedCheckpoint", "NotCastCheckpointError", "SegmentRecord", "SegmentResult", "Segmenter",
+    "SuperpixelConfig", "SuperpixelError", "TrainingError", "VitConfig", "__version__", "create_model",
+    "default_pretrained_for", "example_image", "example_images", "list_models", "load_checkpoint", "load_image",
+    "load_model",
+]  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
@@ -73,6 +79,6 @@ if TYPE_CHECKING:  # what static tools see: the same names, imported eagerly
     from .hierarchy import Hierarchy, SegmentRecord
     from .image import InputConfig, load_image
     from .model import CastConfig, VitConfig
-    from .segmenter import SegmentResult, Segmenter
+    from .segmenter import Segmenter, SegmentResult
     from .superpixels import SuperpixelConfig
     from .weights import LoadedCheckpoint, load_checkpoint

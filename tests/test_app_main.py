@@ -3,11 +3,10 @@ models trained from the command line reaching the app through the extra model fo
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
-from app_server import running_app
 
+from app_server import running_app
 from cast.weights.bundled import bundled_checkpoint
 
 

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from app_server import REPO_ROOT, running_app
 
 README = REPO_ROOT / "README.md"

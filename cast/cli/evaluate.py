@@ -15,7 +15,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import INPUT_MODES, add_model_options, existing_dir, existing_file, non_negative_int, positive_int, segmenter_from_args
+from .common import (
+    INPUT_MODES,
+    add_model_options,
+    existing_dir,
+    existing_file,
+    non_negative_int,
+    positive_int,
+    segmenter_from_args,
+)
 
 CLIP_NOTE = (
     "Not the official PartImageNet metric: the paper also names each segment zero-shot with CLIP ViT-B/16 and "
@@ -118,7 +126,8 @@ def add_evaluate_command(subparsers: Any) -> None:
     """Register `evaluate {mask,voc,partimagenet}`; `args.func(args)` returns the exit code."""
     common = argparse.ArgumentParser(add_help=False)
     add_model_options(common)
-    common.add_argument("--tolerance", type=non_negative_int, default=2, help="boundary match tolerance in pixels (default: 2)")
+    common.add_argument("--tolerance", type=non_negative_int, default=2,
+                        help="boundary match tolerance in pixels (default: 2)")
     common.add_argument("--json", type=Path, default=None, help="also write the scores to this JSON file")
     modes = INPUT_MODES
 

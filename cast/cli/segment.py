@@ -185,12 +185,15 @@ def add_segment_command(subparsers: Any) -> None:
         "(collection/segments_coco.json, a FiftyOne data set, segment embeddings for `cast search`) and an "
         "index.csv of all inputs. Under torchrun, each process takes its share of the files.",
     )
-    parser.add_argument("images", nargs="+", type=existing_path, help="image files and/or folders (searched recursively)")
+    parser.add_argument("images", nargs="+", type=existing_path,
+                        help="image files and/or folders (searched recursively)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     add_model_options(parser)
     parser.add_argument("--mode", choices=INPUT_MODES, default="center_crop",
                         help="center_crop is the official pipeline; full_frame squashes the whole image")
-    parser.add_argument("--batch-size", type=positive_int, default=8, help="images per forward pass when their token counts agree")
-    parser.add_argument("--stability", action="store_true", help="also score every segment's stability (6 runs per image)")
+    parser.add_argument("--batch-size", type=positive_int, default=8,
+                        help="images per forward pass when their token counts agree")
+    parser.add_argument("--stability", action="store_true",
+                        help="also score every segment's stability (6 runs per image)")
     parser.add_argument("--zip", action="store_true", help="also write one ZIP per image")
     parser.set_defaults(func=_segment_main)

@@ -61,8 +61,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                         help="absolute learning rate (default: the recipe's rule scaled to the batch)")
     parser.add_argument("--num-workers", type=non_negative_int, default=0,
                         help="data-loading processes per training process (default: 0, load in the main one)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of weights, augmentation and order (default: 0)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed of weights, augmentation and order (default: 0)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when present), cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--log-every", type=positive_int, default=1,
                         help="steps between lines of the JSON-lines log (default: 1)")
     parser.add_argument("--save-every", type=non_negative_int, default=50,
@@ -92,7 +94,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
             p.add_argument("--mlp-dim", type=positive_int, default=4096,
                            help="projector / predictor width (default: 4096, the official)")
         if mode == "supervised":
-            p.add_argument("--drop-path", type=_fraction, default=0.1, help="drop-path rate (default: 0.1, the official)")
+            p.add_argument("--drop-path", type=_fraction, default=0.1,
+                           help="drop-path rate (default: 0.1, the official)")
         if mode == "probe":
             p.add_argument("--cache-features", action="store_true",
                            help="embed each image once (no augmentation; fast; recorded as a deviation)")
@@ -124,7 +127,8 @@ def config_from_args(args: argparse.Namespace):  # -> cast.train.TrainConfig
     superpixels = config.superpixels
     if args.seeds_setting is not None:
         superpixels = getattr(SuperpixelConfig, args.seeds_setting)()
-    changes = {k: v for k, v in (("method", args.superpixels), ("num_superpixels", args.num_superpixels)) if v is not None}
+    requested = {"method": args.superpixels, "num_superpixels": args.num_superpixels}
+    changes = {k: v for k, v in requested.items() if v is not None}
     if changes:
         superpixels = dataclasses.replace(superpixels, **changes)
     return config.with_(superpixels=superpixels) if superpixels != config.superpixels else config
@@ -169,7 +173,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     if result.cancelled:
         print(f"cancelled at step {result.steps}; resume state: {result.state_path} (run again with --resume)")
         return 1
-    print(f"wrote {result.output_path} after {result.steps} steps (final loss {result.final_loss:.4f}); log: {result.log_path}")
+    print(f"wrote {result.output_path} after {result.steps} steps (final loss {result.final_loss:.4f}); "
+          f"log: {result.log_path}")
     if args.keep_state:
         print(f"resume state kept: {result.state_path} (continue with --resume and more --steps)")
     else:

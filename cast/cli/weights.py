@@ -29,7 +29,8 @@ def add_convert_command(subparsers: Any) -> None:
         description="Read a MoCo-v3 / DeiT / plain / CAST Explorer checkpoint safely and strictly, and write "
         "one safetensors file with our parameter names and metadata (backbone only unless --keep-extras).",
     )
-    parser.add_argument("input", type=existing_file, help="checkpoint to read (.pth.tar, .pth, .pt, .bin, .safetensors)")
+    parser.add_argument("input", type=existing_file,
+                        help="checkpoint to read (.pth.tar, .pth, .pt, .bin, .safetensors)")
     parser.add_argument("output", type=Path, help="safetensors file to write")
     parser.add_argument("--config", default=None, help="force a registered variant (default: inferred from the file)")
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
@@ -113,8 +114,8 @@ def _list_main(args: argparse.Namespace) -> int:
     if not names:
         what = "published checkpoint" if args.pretrained else "architecture"
         other = "" if args.pretrained else " (published checkpoints: `cast list --pretrained`)"
-        raise CastError(f"no {what} matches {args.pattern!r}{other}; `cast list{' --pretrained' if args.pretrained else ''}` "
-                        "lists them all")
+        command = "cast list --pretrained" if args.pretrained else "cast list"
+        raise CastError(f"no {what} matches {args.pattern!r}{other}; `{command}` lists them all")
     for name in names:
         if not args.pretrained:
             print(name)
@@ -132,8 +133,9 @@ def add_list_command(subparsers: Any) -> None:
     """Register `list [PATTERN] [--pretrained]`: architectures, or published checkpoints and whether they are local."""
     parser = subparsers.add_parser("list", help="list architectures, or published checkpoints (--pretrained)",
                                    description="List the architectures (for `cast train --variant`), or with "
-                                   "--pretrained the trained models --model accepts: the published checkpoints, "
-                                   "whether each is on this machine, and the bundled cast_explorer_default.")  # fmt: skip
+                                   "--pretrained the trained models --model accepts: the published "
+                                   "checkpoints, whether each is on this machine, and the bundled "
+                                   "cast_explorer_default.")  # fmt: skip
     parser.add_argument("pattern", nargs="?", default=None,
                         help="shell glob, e.g. 'cast_small*' (quote it; no match is an error)")
     parser.add_argument("--pretrained", action="store_true", help="published checkpoints instead of architectures")

@@ -9,6 +9,7 @@ cast.train ...`, and under `torchrun ... -m cast.train ...`; the command line li
 """
 from ..datasets import DatasetReport
 from ..errors import DatasetError, TrainingError
+from .common import remove_resume_state, run_files
 from .config import (
     CONFIGS,
     LinearProbeConfig,
@@ -17,7 +18,6 @@ from .config import (
     TrainConfig,
     config_from_dict,
 )
-from .common import remove_resume_state, run_files
 from .engine import TrainResult, build_job, train
 
 __all__ = [
