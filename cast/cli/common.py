@@ -31,8 +31,11 @@ def run_parser(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
 
     A domain error (CastError), a file error (OSError) or a refused value (ValueError) prints
     `error: <message>` and exits 2, never a traceback; Ctrl-C exits 130; a bad argument is argparse's usage
-    message and exit 2, before any work."""
-    args = parser.parse_args(argv)
+    message and exit 2, before any work (returned, like every exit code, rather than raised)."""
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a refused argument (argparse said why)
+        return done.code if isinstance(done.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # `cast list | head`: the reader left, nothing is wrong
