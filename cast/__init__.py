@@ -6,8 +6,9 @@
     hierarchy.labels(2), hierarchy.parent_of(2, 7), hierarchy.segment(2, 7)
 
 Data flows image -> `cast.image` -> `cast.superpixels` -> `cast.model` -> `cast.hierarchy` -> `cast.render`
-/ `cast.export`; `cast.weights` reads every published checkpoint layout, `cast.evaluation` scores
-hierarchies, `cast.train` fine-tunes, `cast.cli` is the `cast` command.
+/ `cast.export`; `cast.segmenter` runs that path through one strategy per model kind (`cast.pipeline`);
+`cast.weights` reads every published checkpoint layout, `cast.evaluation` scores hierarchies,
+`cast.train` fine-tunes, `cast.cli` is the `cast` command. Every error raised on purpose is a CastError.
 
 The names below are imported on first use (PEP 562), so that `import cast.cli` and `cast --help` do not
 pay for PyTorch; `from cast import Segmenter` and `cast.Segmenter` work as usual.
@@ -22,29 +23,31 @@ __version__ = "0.3.0"
 # public name -> the submodule that defines it
 _EXPORTS = {
     "create_model": "api", "default_pretrained_for": "api", "list_models": "api", "load_model": "api",
-    "CastError": "errors", "CheckpointError": "errors", "DatasetError": "errors", "InvalidImageError": "errors",
-    "JobError": "errors", "NotCastCheckpointError": "errors", "SuperpixelError": "errors", "TrainingError": "errors",
+    "CastError": "errors", "CheckpointError": "errors", "ConfigError": "errors", "DatasetError": "errors",
+    "HierarchyError": "errors", "InvalidImageError": "errors", "JobError": "errors",
+    "NotCastCheckpointError": "errors", "OutOfRangeError": "errors", "SuperpixelError": "errors",
+    "TrainingError": "errors",
     "example_image": "examples", "example_images": "examples",
-    "Hierarchy": "hierarchy", "SegmentRecord": "hierarchy",
+    "Hierarchy": "hierarchy", "SegmentationProvenance": "hierarchy", "SegmentRecord": "hierarchy",
     "InputConfig": "image", "load_image": "image",
     "CastConfig": "model", "VitConfig": "model",
     "SegmentResult": "segmenter", "Segmenter": "segmenter",
     "SuperpixelConfig": "superpixels",
-    "LoadedCheckpoint": "weights", "load_checkpoint": "weights",
+    "PretrainedCfg": "weights.pretrained_cfg",
 }  # fmt: skip
 
 # subpackages reachable as attributes too (`cast.weights.bundled`), imported on first use
 _SUBMODULES = {
     "api", "cli", "collection", "datasets", "errors", "evaluation", "examples", "export", "hierarchy", "image", "model",
-    "render", "segmenter", "superpixels", "train", "weights",
+    "pipeline", "render", "segmenter", "superpixels", "train", "weights",
 }  # fmt: skip
 
 __all__ = [
-    "CastConfig", "CastError", "CheckpointError", "DatasetError", "Hierarchy", "InputConfig", "InvalidImageError",
-    "JobError", "LoadedCheckpoint", "NotCastCheckpointError", "SegmentRecord", "SegmentResult", "Segmenter",
-    "SuperpixelConfig", "SuperpixelError", "TrainingError", "VitConfig", "__version__", "create_model",
-    "default_pretrained_for", "example_image", "example_images", "list_models", "load_checkpoint", "load_image",
-    "load_model",
+    "CastConfig", "CastError", "CheckpointError", "ConfigError", "DatasetError", "Hierarchy", "HierarchyError",
+    "InputConfig", "InvalidImageError", "JobError", "NotCastCheckpointError", "OutOfRangeError", "PretrainedCfg",
+    "SegmentRecord", "SegmentResult", "SegmentationProvenance", "Segmenter", "SuperpixelConfig", "SuperpixelError",
+    "TrainingError", "VitConfig", "__version__", "create_model", "default_pretrained_for", "example_image",
+    "example_images", "list_models", "load_image", "load_model",
 ]  # fmt: skip
 
 
@@ -68,17 +71,20 @@ if TYPE_CHECKING:  # what static tools see: the same names, imported eagerly
     from .errors import (
         CastError,
         CheckpointError,
+        ConfigError,
         DatasetError,
+        HierarchyError,
         InvalidImageError,
         JobError,
         NotCastCheckpointError,
+        OutOfRangeError,
         SuperpixelError,
         TrainingError,
     )
     from .examples import example_image, example_images
-    from .hierarchy import Hierarchy, SegmentRecord
+    from .hierarchy import Hierarchy, SegmentationProvenance, SegmentRecord
     from .image import InputConfig, load_image
     from .model import CastConfig, VitConfig
-    from .segmenter import Segmenter, SegmentResult
+    from .segmenter import SegmentResult, Segmenter
     from .superpixels import SuperpixelConfig
-    from .weights import LoadedCheckpoint, load_checkpoint
+    from .weights.pretrained_cfg import PretrainedCfg

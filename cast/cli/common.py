@@ -149,11 +149,8 @@ def load_model_for_cli(spec: str):  # -> nn.Module
 
 def segmenter_from_args(args: argparse.Namespace, mode: str = "center_crop") -> "Segmenter":
     """Load the model the options name (saying which, on stderr) and build its Segmenter."""
-    import dataclasses
-
     from ..image import InputConfig
     from ..segmenter import Segmenter
-    from ..superpixels import SuperpixelConfig
     from ..weights.defaults import choose_default_model
 
     spec = args.model
@@ -162,11 +159,5 @@ def segmenter_from_args(args: argparse.Namespace, mode: str = "center_crop") -> 
         spec = choice.spec
         print(f"model: {spec} ({choice.reason}; --model chooses another)", file=sys.stderr)
     model = load_model_for_cli(spec)
-    recorded = getattr(model, "pretrained_cfg", {}).get("superpixels") or SuperpixelConfig.official()
-    superpixels = recorded
-    if args.superpixels is not None or args.num_superpixels is not None:
-        superpixels = dataclasses.replace(recorded, method=args.superpixels or recorded.method,
-                                          num_superpixels=args.num_superpixels or recorded.num_superpixels)
-    inputs = InputConfig(size=model.config.img_size, mode=mode)
-    cfg = model.pretrained_cfg
-    return Segmenter(model, superpixels, inputs, provenance={"checkpoint": cfg.get("zoo_name") or cfg.get("source") or spec})
+    return Segmenter(model, args.superpixels, InputConfig(size=model.config.img_size, mode=mode),
+                     num_superpixels=args.num_superpixels)

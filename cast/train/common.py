@@ -70,9 +70,16 @@ def load_base(config: TrainConfig) -> BaseModel:
     """Load `config.checkpoint` (path or zoo name; a zoo model that cannot be had is an error, never replaced)."""
     if config.checkpoint is None:
         return BaseModel(None, f"none (random init {config.variant})")
-    from cast.weights.hub import load_cast  # network only for zoo names
+    from cast.weights import load_checkpoint
+    from cast.weights.bundled import BUNDLED_MODEL, bundled_checkpoint
+    from cast.weights.hub import load_pretrained  # network only for zoo names
+    from cast.weights.zoo import ZOO
 
-    loaded = load_cast(config.checkpoint)
+    name = str(config.checkpoint)
+    if name == BUNDLED_MODEL:  # the bundled model by its name
+        loaded = load_checkpoint(bundled_checkpoint())
+    else:
+        loaded = load_pretrained(name) if name in ZOO else load_checkpoint(config.checkpoint)
     notes = [] if loaded.trained else ["the base checkpoint is an UNTRAINED placeholder"]
     return BaseModel(loaded, str(config.checkpoint), notes)
 
