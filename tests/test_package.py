@@ -41,13 +41,15 @@ assert cast.load_model(bundled_checkpoint()).config.name == "cast_tiny" and len(
 # the bundled model by name, everywhere a name is taken
 assert "cast_explorer_default" in cast.list_models(pretrained=True)
 bundled = cast.load_model("cast_explorer_default")
-assert bundled.config.name == "cast_tiny" and bundled.pretrained_cfg["zoo_name"] == "cast_explorer_default"
-assert cast.create_model("cast_explorer_default", pretrained=True).pretrained_cfg["trained"] is not False
+assert bundled.config.name == "cast_tiny" and bundled.pretrained_cfg.zoo_name == "cast_explorer_default"
+assert cast.create_model("cast_explorer_default", pretrained=True).pretrained_cfg.trained is True
+assert cast.create_model("cast_explorer_default").pretrained_cfg.trained is False  # the architecture, as for zoo names
 # the example photographs ship with the package (files, not links) and segment from here
 photos = cast.example_images()
 assert [p.name for p in photos] == ["astronaut.jpg", "chelsea_cat.jpg", "coffee.jpg", "rocket.jpg"], photos
 assert all(p.is_file() and not p.is_symlink() and str(p).startswith(TARGET) for p in photos)
-assert cast.Segmenter(bundled).run(cast.example_image("chelsea_cat")).num_levels == 5
+h = cast.Segmenter(bundled).run(cast.example_image("chelsea_cat"))
+assert h.num_levels == 5 and h.provenance.checkpoint == "cast_explorer_default"
 try:
     cast.create_model("cast_small_moco_in1k", pretrained=True)
 except cast.CheckpointError as err:
