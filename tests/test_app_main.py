@@ -77,3 +77,17 @@ def test_startup_line_names_the_model_and_the_mode_and_cli_models_load(tmp_path)
     assert f"CAST Explorer on {url} — local mode (no caps)" in text
     # offline, nothing official here: the line says the bundled model and why
     assert "default model: the bundled model; cast_base_moco_in1k is not on this machine (offline)" in text
+
+
+def test_a_failed_background_download_is_said_on_the_console(caplog) -> None:
+    from app.downloads import DownloadManager
+    from cast.errors import CheckpointError
+
+    def fetch(name, **kwargs):
+        raise CheckpointError(f"The pretrained model {name} could not be downloaded (connection refused).")
+
+    manager = DownloadManager(fetch=fetch)
+    with caplog.at_level("INFO", logger="app.downloads"):
+        manager.start("cast_base_moco_in1k")
+        assert manager.wait("cast_base_moco_in1k", timeout=30).status == "failed"
+    assert "download of cast_base_moco_in1k failed: The pretrained model" in caplog.text

@@ -217,3 +217,11 @@ def test_torchrun_prints_the_summary_once(photos, tmp_path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.count("deviations from the official recipe") == 1, run.stdout
     assert run.stdout.count("wrote ") == 1 and not (tmp_path / "ddp.train-state.pt").exists()
+
+
+def test_a_truncated_image_is_named_once(tmp_path, capsys) -> None:
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes((REPO_ROOT / "assets" / "coffee.jpg").read_bytes()[:20000])
+    assert main(["segment", str(cut), "--out", str(tmp_path / "out"), "--model", "cast_explorer_default"]) == 1
+    failed = [line for line in capsys.readouterr().err.splitlines() if "truncated" in line]
+    assert failed and all(line.count("cut.jpg") == 1 for line in failed), failed

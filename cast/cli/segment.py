@@ -122,8 +122,10 @@ def _write_rows(path: Path, rows: Sequence[dict[str, Any]], with_position: bool)
 
 
 def _about(path: Path | str, message: str) -> str:
-    """`path: message`, without repeating the path when the message already names it."""
-    return message if str(path) in message else f"{path}: {message}"
+    """`path: message`, without repeating the path (or its file name, which the library's messages start with)."""
+    if str(path) in message:
+        return message
+    return f"{path}: {message.removeprefix(f'{Path(path).name}: ')}"
 
 
 def _distributed() -> tuple[int, int]:
