@@ -225,3 +225,12 @@ def test_a_truncated_image_is_named_once(tmp_path, capsys) -> None:
     assert main(["segment", str(cut), "--out", str(tmp_path / "out"), "--model", "cast_explorer_default"]) == 1
     failed = [line for line in capsys.readouterr().err.splitlines() if "truncated" in line]
     assert failed and all(line.count("cut.jpg") == 1 for line in failed), failed
+
+
+def test_training_starts_from_the_bundled_model_by_name(tmp_path) -> None:
+    from cast.train import MocoConfig
+    from cast.train.common import load_base
+
+    base = load_base(MocoConfig(data=str(tmp_path), output=str(tmp_path / "m.safetensors"), checkpoint="cast_explorer_default"))
+    assert base.loaded is not None and base.loaded.trained and base.loaded.config.name == "cast_tiny"
+    assert base.description == "cast_explorer_default"
