@@ -233,10 +233,7 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
         if view is None:
             raise Notice("Segment a collection first (/collection).")
         item = view.collection.item(int(image_index))
-        try:
-            segment = item.hierarchy.segment_at_original(int(level), float(x), float(y))
-        except IndexError as err:
-            raise Notice(f"{item.name}: {err}") from err
+        segment = item.hierarchy.segment_at_original(int(level), float(x), float(y))  # OutOfRangeError names the image
         return (*run_search(view, int(image_index), int(level), segment, top_k), "")
 
     @keeps_session(2)
