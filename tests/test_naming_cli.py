@@ -50,8 +50,9 @@ def test_cast_name_refuses_bad_input(files, capsys) -> None:
     assert main(["name", str(files["chelsea"]), "--vocabulary", "coco", "--model", str(files["model"]),
                  "--clip", "ViT-B-16:openai"]) == 2  # offline, not cached: says why, never another model
     assert "ViT-B-16:openai" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["name", str(files["chelsea"]), "--vocabulary", "coco", "--levels", "4,x"])
+    assert main(["name", str(files["chelsea"]), "--vocabulary", "coco", "--levels", "4,x"]) == 2  # argparse refuses
+    assert "levels must be integers" in capsys.readouterr().err
+    assert main(["name", "missing.png", "--vocabulary", "coco"]) == 2
 
 
 def test_cast_segment_name_adds_names_to_every_export(files, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import add_model_options, segmenter_from_args
+from .common import INPUT_MODES, add_model_options, existing_file, segmenter_from_args
 
 
 def add_naming_options(parser: argparse.ArgumentParser, *, vocabulary_flag: str = "--vocabulary",
@@ -68,12 +68,12 @@ def add_name_command(subparsers: Any) -> None:
         "open-vocabulary step, spec §11): the first level with the vocabulary's objects (plus Background), the "
         "others with the parts of the object under each segment. Prints name, score and runner-ups.",
     )  # fmt: skip
-    parser.add_argument("image", type=Path, help="image file")
+    parser.add_argument("image", type=existing_file, help="image file")
     add_naming_options(parser)
     parser.add_argument("--levels", type=_levels, default=None,
                         help="object level, then part levels, e.g. 4,3 (default: the coarsest, then the next finer)")
     add_model_options(parser)
-    parser.add_argument("--mode", choices=("center_crop", "full_frame"), default="center_crop",
+    parser.add_argument("--mode", choices=INPUT_MODES, default="center_crop",
                         help="model input (default: center_crop, the official pipeline)")
     parser.add_argument("--json", type=Path, default=None, help="also write the names to this JSON file")
     parser.set_defaults(func=_name_main)
