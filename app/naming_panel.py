@@ -32,6 +32,7 @@ from cast.weights.hub import DownloadProgress
 
 from .config import AppConfig
 from .notices import Notice, keeps_session, redact_paths
+from .owners import check_upload_size
 
 PRESETS = [("PartImageNet: 11 objects, 40 parts (the paper's)", "partimagenet"), ("COCO: 80 objects", "coco"),
            ("ImageNet-1k: 1000 classes", "imagenet"), ("the text below", "typed")]  # fmt: skip
@@ -48,6 +49,7 @@ class NamingService:
             if config.hosted else VocabularyLimits()
         self.max_segments = caps.max_named_segments if config.hosted else None
         self.max_text = caps.max_search_text_chars
+        self.max_image_mb = caps.max_image_mb if config.hosted else None
         self._spec_error: str | None = None
         try:
             self.spec: ClipModelSpec | None = clip_spec()  # from the environment only, never from a request
@@ -208,6 +210,7 @@ def build_naming_panel(service: NamingService, session_state: gr.State, picture:
             """
             if image is None:
                 raise Notice("Give an image to name.")
+            check_upload_size(image.path, service.max_image_mb, "images", image.name)
             hierarchy = segment_file(str(image.path), image.name)
             part = NO_PARTS if part_level is not None and float(part_level) < 0 else part_level
             session = SimpleNamespace(hierarchy=hierarchy)
