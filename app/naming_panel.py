@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
@@ -60,16 +61,22 @@ class NamingService:
         self._namer: SegmentNamer | None = None
         self._lock = threading.Lock()
 
+    def public(self, text: str) -> str:
+        """`text` as visitors may see it: a `local-dir:` CLIP folder by its name, no server path anywhere."""
+        if self.spec is not None and self.spec.kind == "local-dir":
+            text = text.replace(str(self.spec), f"local-dir:{Path(self.spec.target).name}")
+        return redact_paths(text)
+
     def describe(self) -> str:
         if self.spec is None:
-            return f"CLIP model setting is invalid: {self._spec_error}"
+            return self.public(f"CLIP model setting is invalid: {self._spec_error}")
         state = "loaded" if self.clips.loaded(self.spec) else "fetched on first use into the Hugging Face cache"
-        return redact_paths(f"CLIP model: `{self.spec}` ({state}; the server's CAST_CLIP_MODEL)")
+        return self.public(f"CLIP model: `{self.spec}` ({state}; the server's CAST_CLIP_MODEL)")
 
     def namer(self, progress: gr.Progress | None = None) -> SegmentNamer:
         """The namer of the server's CLIP model; its weights are fetched now if needed (with progress)."""
         if self.spec is None:
-            raise Notice(f"Naming is unavailable: {self._spec_error}")
+            raise Notice(self.public(f"Naming is unavailable: {self._spec_error}"))
 
         def report(p: DownloadProgress) -> None:
             if progress is not None:
@@ -79,7 +86,7 @@ class NamingService:
             try:
                 clip = self.clips.get(self.spec, progress=report)
             except ClipModelError as err:
-                raise Notice(f"Naming is unavailable: {err}") from err
+                raise Notice(self.public(f"Naming is unavailable: {err}")) from err
             if self._namer is None or self._namer.clip is not clip:
                 self._namer = SegmentNamer(clip, batch_size=8)
             return self._namer
@@ -167,8 +174,8 @@ def build_naming_panel(service: NamingService, session_state: gr.State, picture:
     def name_ui(session, preset, text, object_level, part_level, progress=gr.Progress()):
         named = name_session(service, session, vocabulary_of(preset, text), object_level, part_level, progress)
         count = len(named.names.records)
-        message = redact_paths(f"Named {count} segments with {named.names.vocabulary.describe()} "
-                               f"({named.names.clip_model}). Click a segment to see its name, score and runner-ups.")
+        message = service.public(f"Named {count} segments with {named.names.vocabulary.describe()} "
+                                 f"({named.names.clip_model}). Click a segment to see its name, score and runner-ups.")
         return (*refresh(named), gr.update(value="named"), gr.update(value=named.view.level), message)
 
     name_btn.click(name_ui, [session_state, preset_in, text_in, object_in, part_in],

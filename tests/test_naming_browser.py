@@ -39,6 +39,9 @@ def test_name_the_segments_draws_names_and_the_panel_shows_them(page: Page) -> N
     page.locator("#naming").get_by_text("Name the segments (zero-shot, CLIP)").click()
     page.locator("#name_segments").click()
     expect(page.locator("#naming_notice")).to_contain_text("Named", timeout=60_000)
+    for where in ("#naming_notice", "#naming_about"):  # the CLIP folder by its name, never a server path
+        text = page.locator(where).inner_text()
+        assert "local-dir:clip_tiny" in text and str(naming_dir()) not in text
     expect(page.locator("#level_name")).to_contain_text("Level 4", timeout=20_000)
     picture = page.locator("#picture img")
     picture.scroll_into_view_if_needed()
