@@ -10,6 +10,7 @@ Data flows image -> `cast.image` -> `cast.superpixels` -> `cast.model` -> `cast.
 hierarchies, `cast.train` fine-tunes, `cast.cli` is the `cast` command.
 """
 from .api import create_model, default_pretrained_for, list_models, load_model
+from .collection.store import Collection, open_collection
 from .errors import (
     CastError,
     CheckpointError,
