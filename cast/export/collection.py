@@ -126,6 +126,19 @@ def collection_zip(out_dir: Path, archive: Path) -> Path:
     return archive
 
 
+def zip_image_exports(out_dir: Path, stems: Sequence[str]) -> list[Path]:
+    """One ZIP per image export folder (<stem>.zip beside <stem>/, the same paths as export_zip)."""
+    out_dir, written = Path(out_dir), []
+    for stem in stems:
+        archive = out_dir / f"{stem}.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted((out_dir / stem).rglob("*")):
+                if path.is_file():
+                    zf.write(path, Path(stem) / path.relative_to(out_dir / stem))
+        written.append(archive)
+    return written
+
+
 def _fiftyone_readme(levels: int) -> str:
     return f"""# FiftyOne import of the whole collection
 
