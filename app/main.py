@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from .collection_tab import collection_paths
 from .config import AppConfig
 from .ui import build_app
 
@@ -11,7 +12,7 @@ def main() -> None:
     """Build the UI from the environment's settings and serve it (blocking)."""
     config = AppConfig.from_env()
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    demo = build_app(config)
+    demo = build_app(config, collections=collection_paths())  # --collection PATH (repeatable), CAST_COLLECTIONS
     demo.queue(default_concurrency_limit=config.max_concurrency)
     # Hosted: the server refuses any upload above the largest cap before it is written; our own per-input
     # caps (images, checkpoints, ZIPs) then answer with a message naming the file.

@@ -17,10 +17,14 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..hierarchy import Hierarchy, node_id
+from PIL import Image
+
+from ..render.overlays import fill_view
 from .coco_rle import label_map_rles
 from .one_image import _rgb_png, export_hierarchy, label_png
 
 COLLECTION_DIR = "collection"
+THUMB_SIDE = 192
 _MAX_SEGMENTS = 10_000
 
 
@@ -88,7 +92,18 @@ def write_image_files(out_dir: Path, stem: str, image_id: int, hierarchy: Hierar
         (out_dir / stem / "hierarchy.json").write_text(hierarchy.to_json(), encoding="utf-8")
     if hierarchy.image is not None:
         (images / f"{stem}.png").write_bytes(_rgb_png(hierarchy.image))
+        write_thumbnails(out_dir / COLLECTION_DIR / "thumbs", stem, hierarchy)
     np.savez(images / f"{stem}.npz", **rows)
+
+
+def write_thumbnails(folder: Path, stem: str, hierarchy: Hierarchy, side: int = THUMB_SIDE) -> None:
+    """<stem>.level{l}.jpg: each level's segments over the image, the longer side `side` px (the gallery's)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    scale = min(1.0, side / max(hierarchy.shape))
+    small = hierarchy.resized(max(1, round(hierarchy.shape[0] * scale)), max(1, round(hierarchy.shape[1] * scale)))
+    for level in range(small.num_levels):
+        picture = fill_view(small.image, small.labels(level))
+        Image.fromarray(picture).save(folder / f"{stem}.level{level}.jpg", quality=85)
 
 
 def write_coco(out_dir: Path, items: Sequence[Any], level_names: Sequence[str]) -> Path:
