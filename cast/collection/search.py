@@ -10,7 +10,7 @@ benchmarks/bench_collection.py and the README).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -46,6 +46,7 @@ class LevelMatrix:
     norms: np.ndarray
     means: np.ndarray
     centred_norms: np.ndarray
+    ann: Any = None  # a FAISS index over the unit rows, for very large levels (cast.collection.ann)
 
     @classmethod
     def from_rows(cls, vectors: np.ndarray, image: np.ndarray, segment: np.ndarray, num_images: int) -> "LevelMatrix":
@@ -54,7 +55,9 @@ class LevelMatrix:
         image = np.asarray(image, dtype=np.int32)
         counts = np.bincount(image, minlength=num_images).astype(np.float32)
         sums = np.zeros((num_images, vectors.shape[1]), np.float64)
-        np.add.at(sums, image, vectors)
+        if len(image):  # rows come grouped by image: one sum per contiguous run
+            starts = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])
+            np.add.at(sums, image[starts], np.add.reduceat(vectors, starts, axis=0))
         means = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
         centred = np.linalg.norm(vectors - means[image], axis=1).astype(np.float32)
         return cls(vectors, image, np.asarray(segment, dtype=np.int32), np.linalg.norm(vectors, axis=1).astype(np.float32),
@@ -73,9 +76,9 @@ class LevelMatrix:
         start, stop = np.searchsorted(self.image, [image_index, image_index + 1])
         return slice(int(start), int(stop))
 
-    def similarities(self, row: int, centre: bool = False, rows: slice | None = None) -> np.ndarray:
+    def similarities(self, row: int, centre: bool = False, rows: slice | np.ndarray | None = None) -> np.ndarray:
         """Cosine similarity of every row (or `rows`) to row `row`, optionally after per-image centring."""
-        rows = rows or slice(0, len(self))
+        rows = slice(0, len(self)) if rows is None else rows
         vectors = self.vectors[rows]
         query = np.asarray(self.vectors[row], dtype=np.float32)
         if not centre:
@@ -93,16 +96,24 @@ def rank(matrix: LevelMatrix, names: Sequence[str], image_index: int, level: int
     row = matrix.row_of(image_index, segment)
     if row is None:
         raise CastError(f"segment {segment} of level {level} is not present in image {image_index}")
-    scores = matrix.similarities(row, centre)
+    own = matrix.image_rows(image_index)
+    if matrix.ann is not None and not centre:  # candidates from the approximate index, rescored exactly
+        from .ann import candidates
+
+        extra = 0 if include_query_image else own.stop - own.start
+        rows = np.union1d(candidates(matrix.ann, np.asarray(matrix.vectors[row]), int(top_k) + extra + 1), [row])
+    else:
+        rows = np.arange(len(matrix))
+    scores = matrix.similarities(row, centre, rows if len(rows) < len(matrix) else None)
     ranking = scores.copy()
     if not include_query_image:
-        ranking[matrix.image_rows(image_index)] = -np.inf
-    ranking[row] = np.inf
+        ranking[(rows >= own.start) & (rows < own.stop)] = -np.inf
+    ranking[rows == row] = np.inf
     k = max(1, min(int(top_k), int(np.isfinite(ranking).sum()) + 1))
     top = np.argpartition(-ranking, k - 1)[:k]
     top = top[np.argsort(-ranking[top], kind="stable")]
-    return [SearchHit(int(matrix.image[r]), names[int(matrix.image[r])], int(matrix.segment[r]), level, float(scores[r]))
-            for r in top]
+    return [SearchHit(int(matrix.image[r]), names[int(matrix.image[r])], int(matrix.segment[r]), level, float(scores[i]))
+            for i, r in zip(top, rows[top])]
 
 
 class SegmentIndex:

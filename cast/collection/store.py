@@ -17,6 +17,7 @@ import numpy as np
 
 from ..hierarchy import Hierarchy
 from ..image import load_image
+from . import ann
 from .build import query_segment
 from .format import DATA_DIR, CollectionError, ItemRecord, Manifest, read_manifest
 from .search import LevelMatrix, SearchHit, SegmentIndex
@@ -191,7 +192,9 @@ class Collection:
                 means = np.load(data / f"level{level}.means.npy", mmap_mode="r")
                 if vectors.shape != (len(rows), self.manifest.embedding_dim) or means.shape[0] != len(self):
                     raise ValueError(f"{len(rows)} segments but embeddings {vectors.shape}, means {means.shape}")
-                matrix = LevelMatrix(vectors, rows["image"], rows["segment"], rows["norm"], means, rows["centred_norm"])
+                index = data / f"level{level}.faiss"
+                matrix = LevelMatrix(vectors, rows["image"], rows["segment"], rows["norm"], means, rows["centred_norm"],
+                                     ann.load_index(index) if index.is_file() else None)
         except (OSError, ValueError) as err:
             raise CollectionError(f"{self.folder} is damaged at level {level} ({err}): run `cast segment` into it "
                                   "again to rebuild it") from err

@@ -22,6 +22,7 @@ from ..errors import CastError
 from ..export.collection import COLLECTION_DIR, export_stems, write_coco, write_image_files
 from ..hierarchy import Hierarchy
 from ..segmenter import Segmenter
+from . import ann
 from .build import present_embeddings, segment_embeddings
 from .format import (
     DATA_DIR,
@@ -220,31 +221,33 @@ def finish_collection(folder: str | Path) -> Manifest:
     items = sorted(ok.values(), key=lambda r: r.image_id)
     failures = sorted((r for key, r in failed.items() if key not in ok), key=lambda r: r.image_id)
     data = out / DATA_DIR
-    staged = [np.load(data / "images" / f"{item.stem}.npz") for item in items]
     num_levels = max((len(item.segments) for item in items), default=0)
+    tables: list[list[np.ndarray]] = [[] for _ in range(num_levels)]
+    vectors: list[list[np.ndarray]] = [[] for _ in range(num_levels)]
+    for index, item in enumerate(items):  # each image's staged rows, read once
+        with np.load(data / "images" / f"{item.stem}.npz") as arrays:
+            for level in range(len(item.segments)):
+                table = arrays[f"table{level}"]
+                table["image"] = index
+                tables[level].append(table)
+                if f"embeddings{level}" in arrays.files:
+                    vectors[level].append(arrays[f"embeddings{level}"])
     dim = 0
     for level in range(num_levels):
-        tables, vectors = [], []
-        for index, arrays in enumerate(staged):
-            if f"table{level}" in arrays:
-                table = arrays[f"table{level}"].copy()
-                table["image"] = index
-                tables.append(table)
-                if f"embeddings{level}" in arrays:
-                    vectors.append(arrays[f"embeddings{level}"])
-        table = np.concatenate(tables)
+        table = np.concatenate(tables[level])
         rows = np.zeros(len(table), ROW_DTYPE)
         for name in table.dtype.names:
             rows[name] = table[name]
-        if vectors and sum(len(v) for v in vectors) == len(rows):
-            matrix = LevelMatrix.from_rows(np.concatenate(vectors), rows["image"], rows["segment"], len(items))
+        if vectors[level] and sum(len(v) for v in vectors[level]) == len(rows):
+            matrix = LevelMatrix.from_rows(np.concatenate(vectors[level]), rows["image"], rows["segment"], len(items))
             rows["norm"], rows["centred_norm"] = matrix.norms, matrix.centred_norms
             save_npy_atomic(data / f"level{level}.embeddings.npy", matrix.vectors)
             save_npy_atomic(data / f"level{level}.means.npy", matrix.means)
             dim = matrix.vectors.shape[1]
+            if ann.wanted(matrix.vectors):  # very large levels: approximate search too
+                ann.save_index(ann.build_index(matrix.vectors, matrix.norms), data / f"level{level}.faiss")
         save_npy_atomic(data / f"level{level}.segments.npy", rows)
-    for arrays in staged:
-        arrays.close()
+        tables[level] = vectors[level] = []
     if manifest.settings.exports == "full" and items:
         write_coco(out, items, items[0].level_names)
     write_atomic(data / "items.jsonl", "".join(item.to_json() + "\n" for item in items))
