@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
+import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -71,8 +73,9 @@ class _Task:
     image_id: int = 0
 
 
-def prepare_folder(folder: Path, settings: CollectionSettings) -> Manifest:
-    """Create a collection folder, or check that an existing one was made with `settings` (else refuse)."""
+def check_folder(folder: Path, settings: CollectionSettings) -> Manifest | None:
+    """Refuse a folder this run may not write into (another collection's settings, not a collection, damaged);
+    returns its manifest, or None for a new or empty folder. Writes nothing."""
     folder = Path(folder)
     if (folder / MANIFEST).is_file():
         manifest = read_manifest(folder)
@@ -83,8 +86,17 @@ def prepare_folder(folder: Path, settings: CollectionSettings) -> Manifest:
                 f"{settings.describe()} ({'; '.join(differences)}). A collection never mixes models or settings: "
                 "segment into another folder. Nothing was written.")
         return manifest
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+    if folder.exists() and (not folder.is_dir() or any(not p.name.startswith(".") for p in folder.iterdir())):
         read_manifest(folder)  # says what it is instead (an older export, ...)
+    return None
+
+
+def prepare_folder(folder: Path, settings: CollectionSettings) -> Manifest:
+    """Create a collection folder, or check that an existing one was made with `settings` (else refuse)."""
+    folder = Path(folder)
+    manifest = check_folder(folder, settings)
+    if manifest is not None:
+        return manifest
     folder.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(settings)
     manifest.write(folder)
@@ -104,38 +116,43 @@ def segment_collection(
     out = Path(out_dir)
     sync = barrier or (lambda: None)
     settings = CollectionSettings.of(segmenter, stability=stability, exports=exports)
-    if rank == 0:
-        manifest = prepare_folder(out, settings)
-        manifest.complete = False  # until this run's images are merged
-        manifest.write(out)
-    sync()
-    if rank != 0:
-        prepare_folder(out, settings)
-    committed = list(read_commit_log(out))
-    run_id = _next_run(out)
-    sync()  # every process has read the log before any writes to it
-    names = list(names) if names is not None else [_name_of(s, i) for i, s in enumerate(sources)]
-    report = RunReport(out, len(sources))
-    tasks, failed_now = _plan(committed, sources, names, report)
-    log_path = out / DATA_DIR / "runs" / f"run{run_id:04d}.rank{rank}.jsonl"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    mine = tasks[rank::world_size]
-    with log_path.open("a", encoding="utf-8") as log:
+    check_folder(out, settings)  # every process refuses the same folders, before any waits for another
+    lock = None
+    try:
         if rank == 0:
-            for record in failed_now:  # unreadable before segmentation (e.g. permissions)
+            manifest = prepare_folder(out, settings)
+            lock = _take_lock(out)
+            manifest.complete = False  # until this run's images are merged
+            manifest.write(out)
+        sync()
+        committed = list(read_commit_log(out))
+        run_id = _next_run(out)
+        sync()  # every process has read the log before any writes to it
+        names = list(names) if names is not None else [_name_of(s, i) for i, s in enumerate(sources)]
+        report = RunReport(out, len(sources))
+        tasks, failed_now = _plan(committed, sources, names, report)
+        log_path = out / DATA_DIR / "runs" / f"run{run_id:04d}.rank{rank}.jsonl"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        mine = tasks[rank::world_size]
+        with log_path.open("a", encoding="utf-8") as log:
+            if rank == 0:
+                for record in failed_now:  # unreadable before segmentation (e.g. permissions)
+                    log.write(record.to_json() + "\n")
+            results = segmenter.run_many([t.source for t in mine], names=[t.name for t in mine], batch_size=batch_size)
+            for done, (local, result) in enumerate(results, 1):
+                task = mine[local]
+                record = _commit_one(segmenter, task, result, out, settings)
                 log.write(record.to_json() + "\n")
-        results = segmenter.run_many([t.source for t in mine], names=[t.name for t in mine], batch_size=batch_size)
-        for done, (local, result) in enumerate(results, 1):
-            task = mine[local]
-            record = _commit_one(segmenter, task, result, out, settings)
-            log.write(record.to_json() + "\n")
-            log.flush()  # committed: a later run skips it even if this one is killed now
-            if progress is not None:
-                progress(done, len(mine), task.name)
-    sync()
-    this_run = list(read_commit_log(out, run=run_id))
-    if rank == 0:
-        finish_collection(out)
+                log.flush()  # committed: a later run skips it even if this one is killed now
+                if progress is not None:
+                    progress(done, len(mine), task.name)
+        sync()
+        this_run = list(read_commit_log(out, run=run_id))
+        if rank == 0:
+            finish_collection(out)
+    finally:
+        if lock is not None:
+            lock.unlink(missing_ok=True)
     report.ok = [r for r in this_run if r.status == "ok"]
     report.failed = [r for r in this_run if r.status != "ok"]
     return report
@@ -258,6 +275,36 @@ def finish_collection(folder: str | Path) -> Manifest:
     manifest.updated = datetime.now(timezone.utc).isoformat(timespec="seconds")
     manifest.write(out)
     return manifest
+
+
+def _take_lock(out: Path) -> Path:
+    """One writing run per folder at a time: collection/.writing holds the pid of the run (rank 0) that writes;
+    a lock whose process is gone (a killed run) is taken over."""
+    lock = out / DATA_DIR / ".writing"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            with open(lock, "x") as handle:
+                handle.write(f"{os.getpid()} {socket.gethostname()}\n")
+            return lock
+        except FileExistsError:
+            pid, _, host = lock.read_text().partition(" ")
+            if host.strip() == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+                lock.unlink(missing_ok=True)
+                continue
+            raise CollectionError(f"another `cast segment` (process {pid} on {host.strip() or 'unknown'}) is writing "
+                                  f"into {out}: wait for it to finish, or stop it (a killed run's lock is taken over)")
+    raise CollectionError(f"cannot lock {out} for writing")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _index_csv(records: Sequence[ItemRecord]) -> str:
