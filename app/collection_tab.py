@@ -181,10 +181,10 @@ def gallery(view: CollectionView) -> tuple[CollectionView, list[tuple[np.ndarray
     label = SORT_KEYS[view.sort]
     items = []
     for index, value in zip(page.indices, page.values):
-        caption = c.item(index).name + ("" if view.sort == "name" else
-                                        f" · {label} {'–' if not np.isfinite(value) else f'{value:.3g}'}")
+        caption = c.item(index).name if view.sort == "name" else \
+            f"{'–' if not np.isfinite(value) else f'{value:.3g}'} · {c.item(index).name}"  # the value stays visible
         items.append((thumbnail(c, int(index), view.level, view.view), caption))
-    where = (f"**{c.name}** — {len(c):,} images · page {page.page + 1} of {page.pages}"
+    where = (f"**{c.name}** — {len(c):,} images · page {page.page + 1} of {page.pages} · sorted by {label}"
              f"{'' if page.matching == len(c) else f' ({page.matching:,} pass the filter)'} · {c.settings.describe()}")
     return view, items, where
 
@@ -263,7 +263,8 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
             with gr.Row():
                 sort_in = gr.Dropdown(SORTS, value="name", label="Sort by", elem_id="coll_sort")
                 descending_in = gr.Checkbox(False, label="Descending", elem_id="coll_desc")
-            minimum_in = gr.Number(None, label="Only images whose sort value is at least", elem_id="coll_min")
+            minimum_in = gr.Textbox("", label="Only images whose sort value is at least (empty: every image)",
+                                    placeholder="e.g. 0.6", elem_id="coll_min")
             topk_in = gr.Slider(1, 30, value=12, step=1, label="Matches to show")
             own_in = gr.Checkbox(False, label="Also rank the query image's own segments", elem_id="coll_own")
             centre_in = gr.Checkbox(False, label="Centre each image's embeddings (subtract its mean segment)",
@@ -362,8 +363,12 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
     def settle(view, level, mode, sort, descending, minimum):
         if view is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), ""
+        try:
+            threshold = float(minimum) if str(minimum or "").strip() else None
+        except ValueError as err:
+            raise Notice(f"The filter needs a number, not {minimum!r}.") from err
         return regallery(dataclasses.replace(view, level=int(level), view=mode, sort=sort, descending=bool(descending),
-                                             minimum=None if minimum is None else float(minimum), page=0, query=None))
+                                             minimum=threshold, page=0, query=None))
 
     @keeps_session(5)
     def turn_page(view, step):
@@ -453,7 +458,7 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
     pick_in.focus(refresh_choices, [owner_state], [pick_in], api_visibility="private")
     gallery_outputs = [state, gallery_out, page_md, selected_out, coll_notice]
     for control in (level_in, view_in, sort_in, descending_in, minimum_in):
-        control.change(settle, [state, level_in, view_in, sort_in, descending_in, minimum_in], gallery_outputs,
+        (control.submit if control is minimum_in else control.change)(settle, [state, level_in, view_in, sort_in, descending_in, minimum_in], gallery_outputs,
                        api_visibility="private", show_progress="hidden")
     prev_btn.click(turn_page, [state, gr.Number(-1, visible=False)], gallery_outputs, api_visibility="private")
     next_btn.click(turn_page, [state, gr.Number(1, visible=False)], gallery_outputs, api_visibility="private")
