@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import os
 import threading
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ PAGE_SIZE = 48
 VIEWS = [("filled colours", "fill"), ("stability", "stability"), ("parent confidence", "confidence")]
 SORTS = [(label, key) for key, label in SORT_KEYS.items()]
 UPLOAD_PREFIX = "collection"
+OPEN_CACHE = 32  # collections kept open (each holds its image list; its arrays are memory-mapped)
 
 
 def collection_paths(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> list[Path]:
@@ -92,7 +94,10 @@ class CollectionLibrary:
             cached = self._opened.get(path)
             if cached is None or cached[0] != stamp:
                 cached = (stamp, open_collection(path))
+                self._opened.pop(path, None)
                 self._opened[path] = cached
+                while len(self._opened) > OPEN_CACHE:  # the least recently opened go first
+                    self._opened.pop(next(iter(self._opened)))
             return cached[1]
 
     def key_of(self, folder: Path) -> str:
@@ -113,8 +118,6 @@ class CollectionLibrary:
 
 
 def _when(path: Path) -> str:
-    import time
-
     return time.strftime("%H:%M:%S", time.localtime(path.stat().st_mtime))
 
 
@@ -334,7 +337,7 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
                               provenance=handle.provenance)
         folder = library.new_folder(owner)
         report = segment_collection(segmenter, files, folder, names=names, batch_size=int(batch_size),
-                                    stability=bool(stability),
+                                    stability=bool(stability), record_sources=False,
                                     progress=lambda done, total, name: progress(done / total, desc=f"{done}/{total}: {name}"))
         if not report.ok:
             raise CastError("no image of the upload could be segmented: " +

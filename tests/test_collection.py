@@ -164,6 +164,9 @@ def test_statistics_and_ground_truth(collection) -> None:
     figures = collection_figures(collection)
     assert set(figures) == {"areas", "confidence", "stability"}
     assert len(figures["areas"].data) == 5 and len(figures["confidence"].data) == 4
+    areas = collection.segment_table(2)["area"]  # quartiles computed here, not millions of points sent
+    assert figures["areas"].data[2]["median"][0] == pytest.approx(np.median(areas))
+    assert figures["areas"].data[2]["q3"][0] == pytest.approx(np.percentile(areas, 75))
     masks = {p.name.replace("_object", ""): p for p in (REPO_ROOT / "assets" / "ground_truth").glob("*_object.png")}
     per_image, mean, best = collection_scores(collection, masks)
     assert set(per_image) == {p.name for p in ASSETS if Path(p).stem in {Path(m).stem for m in masks}}
@@ -201,8 +204,10 @@ def test_a_reopened_collection_gives_the_in_memory_results(saved, collection, ph
     mine, theirs = collection_figures(reopened), collection_figures(collection)
     assert set(mine) == set(theirs) == {"areas", "confidence", "stability"}
     for name in mine:
+        assert len(mine[name].data) == len(theirs[name].data)
         for a, b in zip(mine[name].data, theirs[name].data):
-            np.testing.assert_allclose(a.y, b.y, rtol=1e-6)
+            for key in ("q1", "median", "q3", "lowerfence", "upperfence", "mean"):
+                np.testing.assert_allclose(a[key], b[key], rtol=1e-6)
     stats = reopened.statistics()
     assert stats["images"] == len(photos) and stats["levels"][4]["segments_per_image"] <= 8
     assert reopened.segment_table(2)["image"].max() == len(photos) - 1

@@ -71,6 +71,7 @@ class _Task:
     sha256: str
     stem: str = ""
     image_id: int = 0
+    recorded_source: str = ""  # the path kept in index.csv and items.jsonl ("" when not recorded)
 
 
 def check_folder(folder: Path, settings: CollectionSettings) -> Manifest | None:
@@ -107,12 +108,14 @@ def segment_collection(
     segmenter: Segmenter, sources: Sequence[Any], out_dir: str | Path, *, names: Sequence[str] | None = None,
     batch_size: int = 8, stability: bool = False, exports: str = "full", rank: int = 0, world_size: int = 1,
     barrier: Callable[[], None] | None = None, progress: Callable[[int, int, str], None] | None = None,
+    record_sources: bool = True,
 ) -> RunReport:  # fmt: skip
     """Segment `sources` (paths, bytes or arrays) into the collection folder `out_dir`, resuming or appending.
 
     Under torchrun pass this process's `rank`, `world_size` and a `barrier` (torch.distributed.barrier): each
     process segments its share and rank 0 merges. Returns the run's report; `progress(done, total, name)`
-    is called per image of this process's share."""
+    is called per image of this process's share. `record_sources=False` keeps only the names (e.g. uploads,
+    whose server paths mean nothing to anyone)."""
     out = Path(out_dir)
     sync = barrier or (lambda: None)
     settings = CollectionSettings.of(segmenter, stability=stability, exports=exports)
@@ -130,7 +133,7 @@ def segment_collection(
         sync()  # every process has read the log before any writes to it
         names = list(names) if names is not None else [_name_of(s, i) for i, s in enumerate(sources)]
         report = RunReport(out, len(sources))
-        tasks, failed_now = _plan(committed, sources, names, report)
+        tasks, failed_now = _plan(committed, sources, names, report, record_sources)
         log_path = out / DATA_DIR / "runs" / f"run{run_id:04d}.rank{rank}.jsonl"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         mine = tasks[rank::world_size]
@@ -160,7 +163,7 @@ def segment_collection(
 
 def _commit_one(segmenter: Segmenter, task: _Task, result: Any, out: Path, settings: CollectionSettings) -> ItemRecord:
     """Write one finished image's files and return its commit record (a failure's record says why)."""
-    failed = ItemRecord(task.image_id, task.name, "", _source_text(task.source), task.sha256, "failed")
+    failed = ItemRecord(task.image_id, task.name, "", task.recorded_source, task.sha256, "failed")
     try:
         if isinstance(result, CastError):
             raise result
@@ -168,13 +171,13 @@ def _commit_one(segmenter: Segmenter, task: _Task, result: Any, out: Path, setti
         if settings.stability:
             hierarchy = hierarchy.with_stability(stability_scores(segmenter, task.source, hierarchy))
         rows = staged_rows(hierarchy, segment_embeddings(result.output))
-        extra = {"source_image": _source_text(task.source) or task.name, "collection_image_id": task.image_id}
+        extra = {"source_image": task.recorded_source or task.name, "collection_image_id": task.image_id}
         write_image_files(out, task.stem, task.image_id, hierarchy, rows, full=settings.exports == "full",
                           extra_provenance=extra)
     except (CastError, OSError) as err:  # unreadable image, too few superpixels, disk errors
         return ItemRecord(**{**failed.__dict__, "message": str(err).replace("\n", " ")})
     height, width = hierarchy.shape
-    return ItemRecord(task.image_id, task.name, task.stem, _source_text(task.source), task.sha256, "ok", "", width,
+    return ItemRecord(task.image_id, task.name, task.stem, task.recorded_source, task.sha256, "ok", "", width,
                       height, tuple(hierarchy.level_name(lv) for lv in range(hierarchy.num_levels)),
                       tuple(len(hierarchy.segment_ids(lv)) for lv in range(hierarchy.num_levels)))
 
@@ -194,8 +197,8 @@ def staged_rows(hierarchy: Hierarchy, embeddings: Sequence[np.ndarray]) -> dict[
     return rows
 
 
-def _plan(committed: list[ItemRecord], sources: Sequence[Any], names: Sequence[str],
-          report: RunReport) -> tuple[list[_Task], list[ItemRecord]]:
+def _plan(committed: list[ItemRecord], sources: Sequence[Any], names: Sequence[str], report: RunReport,
+          record_sources: bool = True) -> tuple[list[_Task], list[ItemRecord]]:
     """This run's tasks (not yet in the collection, each file once) with stems and image ids, the same on every
     process; inputs that could not even be read are failures at once."""
     done = {r.sha256: r for r in committed if r.status == "ok"}
@@ -207,7 +210,8 @@ def _plan(committed: list[ItemRecord], sources: Sequence[Any], names: Sequence[s
         try:
             sha = file_sha256(source)
         except OSError as err:
-            failed.append(ItemRecord(base + len(sources) + position, name, "", _source_text(source), "", "failed",
+            text = _source_text(source) if record_sources else ""
+            failed.append(ItemRecord(base + len(sources) + position, name, "", text, "", "failed",
                                      f"cannot be read: {err.strerror or err}"))
             continue
         if sha in done:
@@ -218,7 +222,8 @@ def _plan(committed: list[ItemRecord], sources: Sequence[Any], names: Sequence[s
             seen[sha] = name
             pending.append(_Task(position, source, name, sha))
     stems = export_stems([t.name for t in pending], taken=[r.stem for r in done.values()])
-    tasks = [_Task(t.position, t.source, t.name, t.sha256, stem, base + t.position) for t, stem in zip(pending, stems)]
+    tasks = [_Task(t.position, t.source, t.name, t.sha256, stem, base + t.position,
+                   _source_text(t.source) if record_sources else "") for t, stem in zip(pending, stems)]
     return tasks, failed
 
 
