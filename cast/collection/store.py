@@ -14,9 +14,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from ..hierarchy import Hierarchy
-from ..image import load_image
 from . import ann
 from .build import query_segment
 from .format import DATA_DIR, CollectionError, ItemRecord, Manifest, read_manifest
@@ -110,7 +110,10 @@ class Collection:
         path = self.folder / item.stem / "hierarchy.json"
         picture = self.folder / DATA_DIR / "images" / f"{item.stem}.png"
         try:
-            image = load_image(picture) if picture.is_file() else None
+            image = None
+            if picture.is_file():  # written by the collection itself: an 8-bit RGB PNG, no EXIF to honour
+                with Image.open(picture) as png:
+                    image = np.asarray(png.convert("RGB"))
             return Hierarchy.from_json(path.read_text(encoding="utf-8"), image=image)
         except (OSError, ValueError) as err:
             raise CollectionError(f"{item.name}: its saved hierarchy {path} cannot be read ({err})") from err
@@ -193,8 +196,10 @@ class Collection:
                 if vectors.shape != (len(rows), self.manifest.embedding_dim) or means.shape[0] != len(self):
                     raise ValueError(f"{len(rows)} segments but embeddings {vectors.shape}, means {means.shape}")
                 index = data / f"level{level}.faiss"
-                matrix = LevelMatrix(vectors, rows["image"], rows["segment"], rows["norm"], means, rows["centred_norm"],
-                                     ann.load_index(index) if index.is_file() else None)
+                # the small per-row columns in memory (16 bytes a row), contiguous for binary search; vectors mapped
+                column = lambda name: np.ascontiguousarray(rows[name])  # noqa: E731
+                matrix = LevelMatrix(vectors, column("image"), column("segment"), column("norm"), means,
+                                     column("centred_norm"), ann.load_index(index) if index.is_file() else None)
         except (OSError, ValueError) as err:
             raise CollectionError(f"{self.folder} is damaged at level {level} ({err}): run `cast segment` into it "
                                   "again to rebuild it") from err
