@@ -25,10 +25,9 @@ from cast.collection.stats import scores_table
 from cast.datasets import IMAGE_SUFFIXES, prepare_data_root, scan_images
 from cast.errors import CastError
 from cast.export.collection import collection_zip
-from cast.image import InputConfig, ModelInput
+from cast.image import ModelInput
 from cast.render import Selection, render, segment_crop, value_view
-from cast.segmenter import Segmenter, SegmentResult, recorded_superpixels
-from cast.superpixels import SuperpixelConfig
+from cast.segmenter import Segmenter, SegmentResult
 
 from .config import AppConfig
 from .explore_tab import ExploreControls, ensure_model
@@ -224,9 +223,10 @@ def summary_records(collection: Collection) -> list[dict[str, Any]]:
 def saved_session(collection: Collection, index: int) -> ExplorerSession:
     """An Explore session on the saved hierarchy of one image: shown at once, nothing recomputed."""
     h = collection.hierarchy(index)
-    prov = h.provenance.get("input", {})
-    model_input = ModelInput(np.zeros((0, 0, 3), np.uint8), tuple(prov.get("crop_box_xyxy", (0, 0, h.shape[1], h.shape[0]))),
-                             tuple(prov.get("original_hw", h.shape)))
+    geometry = h.provenance.input if h.provenance is not None else None
+    model_input = ModelInput(np.zeros((0, 0, 3), np.uint8),
+                             tuple(geometry.crop_box_xyxy) if geometry else (0, 0, h.shape[1], h.shape[0]),
+                             tuple(geometry.original_hw) if geometry else h.shape)
     result = SegmentResult(h, model_input, h.superpixels, None, {})
     summary = f"saved in collection {collection.name}: {collection.settings.describe()}"
     return ExplorerSession.create(result, summary)
@@ -331,10 +331,7 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
         owner = owner_of(token, request)
         files, names = gather_files(paths, caps, scratch)
         handle = ensure_model(catalog, model_key or DEFAULT_KEY, progress, owner)
-        recorded = recorded_superpixels(handle.model) or SuperpixelConfig.official()
-        segmenter = Segmenter(handle.model, None if handle.is_vit else recorded,
-                              InputConfig(size=handle.model.config.img_size), max_output_pixels=THUMB_PIXELS,
-                              provenance=handle.provenance)
+        segmenter = Segmenter(handle.model, max_output_pixels=THUMB_PIXELS)
         folder = library.new_folder(owner)
         report = segment_collection(segmenter, files, folder, names=names, batch_size=int(batch_size),
                                     stability=bool(stability), record_sources=False,

@@ -72,8 +72,7 @@ def build(out: Path, images: int, distinct: int) -> dict[str, float]:
     folder = out.parent / "photos"
     folder.mkdir(parents=True, exist_ok=True)
     paths = small_photos(folder, distinct)
-    segmenter = cast.Segmenter(cast.load_model(bundled_checkpoint()), max_output_pixels=96 * 96,
-                               provenance={"checkpoint": "bundled"})
+    segmenter = cast.Segmenter(cast.load_model(bundled_checkpoint()), max_output_pixels=96 * 96)
     start = time.perf_counter()
     segment_collection(segmenter, paths, out, batch_size=8, exports="compact")
     real_s = time.perf_counter() - start

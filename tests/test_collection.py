@@ -36,7 +36,7 @@ from cast.collection import (
 )
 from cast.collection.browse import gallery_page, thumbnail
 from cast.collection.search import SegmentIndex
-from cast.collection.stability import best_match_iou, with_superpixels
+from cast.collection.stability import best_match_iou, perturbed_hierarchy
 from cast.errors import CastError
 from cast.export.collection import annotation_id
 from cast.superpixels import SuperpixelConfig
@@ -153,11 +153,14 @@ def test_stability_scores(collection, model, photos) -> None:
     np.testing.assert_allclose(restored.stability[2][present], h.stability[2][present])
 
 
-def test_stability_runs_keep_the_segmenters_provenance_and_seed(model) -> None:
-    segmenter = cast.Segmenter(model, max_output_pixels=128 * 128, provenance={"checkpoint": "bundled"}, kmeans_seed=7)
-    other = with_superpixels(segmenter, SuperpixelConfig.slic(150))
-    assert other.provenance == {"checkpoint": "bundled"} and other.kmeans_seed == 7
-    assert other.superpixel_config.num_superpixels == 150 and other.max_output_pixels == 128 * 128
+def test_stability_runs_keep_the_segmenters_provenance_and_settings(model, photos) -> None:
+    segmenter = cast.Segmenter(model, SuperpixelConfig.slic(150), max_output_pixels=128 * 128)
+    rgb = cast.load_image(photos[0])
+    plain = segmenter.run(rgb)
+    more = perturbed_hierarchy(segmenter, rgb, Perturbation("superpixels", 16))
+    assert more.provenance.checkpoint == plain.provenance.checkpoint and more.provenance.checkpoint != "not recorded"
+    assert more.provenance.grouping.method == "slic" and more.provenance.grouping.settings["num_superpixels"] == 166
+    assert more.shape == plain.shape  # the same output resolution
 
 
 def test_statistics_and_ground_truth(collection) -> None:
@@ -180,7 +183,7 @@ def test_statistics_and_ground_truth(collection) -> None:
 def saved(model, photos, tmp_path_factory) -> Path:
     """The same images as `collection`, segmented into a folder (the library's one writer)."""
     out = tmp_path_factory.mktemp("saved") / "coll"
-    segmenter = cast.Segmenter(model, max_output_pixels=256 * 256, provenance={"checkpoint": "bundled"})
+    segmenter = cast.Segmenter(model, max_output_pixels=256 * 256)
     report = segment_collection(segmenter, photos, out, batch_size=4, stability=True, exports="compact")
     assert len(report.ok) == len(photos) and not report.failed
     return out

@@ -41,9 +41,7 @@ def _on_own_gpu(segmenter: Segmenter, rank: int) -> Segmenter:
     if not torch.cuda.is_available():
         return segmenter
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
-    return Segmenter(segmenter.model.to(device), segmenter.superpixel_config, segmenter.input_config, device=device,
-                     max_output_pixels=segmenter.max_output_pixels, provenance=segmenter.provenance,
-                     kmeans_seed=segmenter.kmeans_seed)
+    return segmenter.replace(model=segmenter.model.to(device), device=device, superpixels=segmenter.superpixel_config)
 
 
 def _segment_main(args: argparse.Namespace) -> int:

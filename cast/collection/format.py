@@ -60,7 +60,7 @@ class CollectionSettings:
         if exports not in EXPORTS:
             raise ValueError(f"exports must be one of {EXPORTS}, got {exports!r}")
         model = {"variant": segmenter.model.config.name, "weights_sha256": weights_fingerprint(segmenter.model),
-                 "checkpoint": str(segmenter.provenance.get("checkpoint") or "")}
+                 "checkpoint": segmenter.pretrained_cfg.checkpoint}
         superpixels = None if segmenter.superpixel_config is None else segmenter.superpixel_config.to_dict()
         return cls(model, superpixels, {"size": segmenter.input_config.size, "mode": segmenter.input_config.mode},
                    int(segmenter.max_output_pixels), segmenter.kmeans_seed if segmenter.is_vit else None, bool(stability),

@@ -19,7 +19,6 @@ from PIL import Image
 from ..hierarchy import Hierarchy
 from ..image import load_image
 from ..segmenter import Segmenter
-from ..superpixels import SuperpixelConfig
 
 COMPARE_SIDE = 256
 
@@ -62,7 +61,7 @@ def perturbed_hierarchy(segmenter: Segmenter, rgb: np.ndarray, perturbation: Per
         if config is None:  # the ViT baseline has no superpixels: nothing to vary
             return segmenter.run(rgb)
         count = max(config.num_superpixels // 2, config.num_superpixels + int(perturbation.value))
-        run = with_superpixels(segmenter, dataclasses.replace(config, num_superpixels=count))
+        run = segmenter.replace(num_superpixels=count)
     else:
         raise ValueError(f"unknown perturbation {kind!r}")
     hierarchy = run.run(image)
@@ -70,16 +69,6 @@ def perturbed_hierarchy(segmenter: Segmenter, rgb: np.ndarray, perturbation: Per
         hierarchy = dataclasses.replace(hierarchy, superpixels=np.ascontiguousarray(hierarchy.superpixels[:, ::-1]),
                                         image=None)
     return hierarchy
-
-
-def with_superpixels(segmenter: Segmenter, config: SuperpixelConfig) -> Segmenter:
-    """The same segmenter (model, input, device, provenance, k-means seed) with other superpixel settings."""
-    replace = getattr(segmenter, "replace", None)
-    if replace is not None:  # Segmenter.replace (cast/segmenter.py) copies every setting
-        return replace(superpixel_config=config)
-    return Segmenter(segmenter.model, config, segmenter.input_config, device=segmenter.device,
-                     max_output_pixels=segmenter.max_output_pixels, provenance=segmenter.provenance,
-                     kmeans_seed=segmenter.kmeans_seed)
 
 
 def best_match_iou(labels: np.ndarray, other: np.ndarray, num_ids: int) -> np.ndarray:
