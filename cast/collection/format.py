@@ -90,19 +90,22 @@ class CollectionSettings:
                 f"{self.input['mode']}, stability {'on' if self.stability else 'off'}, {self.exports} exports")
 
     def differences(self, other: "CollectionSettings") -> list[str]:
-        """What differs, in words (empty when the two may share a collection)."""
+        """What differs, in words: `other` is the folder's (here), self this run's (empty: they may share)."""
         mine, theirs = self.identity(), other.identity()
         out = []
         for key in mine:
-            if mine[key] != theirs[key]:
-                out.append(f"{key}: {_short(theirs[key])} here, {_short(mine[key])} in this run")
+            a, b = theirs[key], mine[key]
+            if isinstance(a, dict) and isinstance(b, dict):
+                out += [f"{key}.{k}: {_short(a.get(k))} here, {_short(b.get(k))} in this run"
+                        for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+            elif a != b:
+                out.append(f"{key}: {_short(a)} here, {_short(b)} in this run")
         return out
 
 
 def _short(value: Any) -> str:
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={str(v)[:16]}" for k, v in value.items())
-    return str(value)
+    text = str(value)
+    return text if len(text) <= 16 else text[:12] + "…"
 
 
 def weights_fingerprint(model: Any) -> str:
