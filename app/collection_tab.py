@@ -4,7 +4,6 @@ collection, stability, statistics, ground-truth scores, and "Open in Explore". T
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import os
@@ -21,6 +20,7 @@ import numpy as np
 from cast.collection import Collection, CollectionError, collection_figures, collection_scores, is_collection
 from cast.collection import open_collection, segment_collection
 from cast.collection.browse import SORT_KEYS, gallery_page, thumbnail
+from cast.collection.format import read_manifest
 from cast.collection.stats import scores_table
 from cast.datasets import IMAGE_SUFFIXES, prepare_data_root, scan_images
 from cast.errors import CastError
@@ -45,18 +45,20 @@ UPLOAD_PREFIX = "collection"
 OPEN_CACHE = 32  # collections kept open (each holds its image list; its arrays are memory-mapped)
 
 
-def collection_paths(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> list[Path]:
-    """Saved collections the host offers: every `--collection PATH` of the command line, then every collection
-    in the folder CAST_COLLECTIONS (the folder itself, or its subfolders)."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--collection", action="append", type=Path, default=[])
-    paths = list(parser.parse_known_args(argv)[0].collection)
+def collection_paths(paths: Sequence[Path] = (), environ: dict[str, str] | None = None) -> list[Path]:
+    """Saved collections the host offers: each of `paths` (`--collection PATH`), then every collection in the
+    folder CAST_COLLECTIONS (the folder itself, or its subfolders). A path that is no collection is refused."""
+    out = []
+    for path in map(Path, paths):
+        read_manifest(path)  # CollectionError: not a collection, damaged, or missing, said at start-up
+        out.append(path)
     folder = (os.environ if environ is None else environ).get("CAST_COLLECTIONS")
     if folder:
         root = Path(folder)
-        paths += [root] if is_collection(root) else sorted(p for p in root.iterdir() if p.is_dir() and is_collection(p)) \
-            if root.is_dir() else []
-    return paths
+        if not root.is_dir():
+            raise CollectionError(f"CAST_COLLECTIONS={folder}: not a folder")
+        out += [root] if is_collection(root) else sorted(p for p in root.iterdir() if p.is_dir() and is_collection(p))
+    return out
 
 
 @dataclass
@@ -407,10 +409,7 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
         query image's). `key`: a saved collection (default: the one open in this session, else the first)."""
         view = current(view, key, owner_of(token, request))
         item = view.collection.item(int(image_index))
-        try:
-            segment = view.collection.hierarchy(int(image_index)).segment_at_original(int(level), float(x), float(y))
-        except IndexError as err:
-            raise Notice(f"{item.name}: {err}") from err
+        segment = view.collection.hierarchy(int(image_index)).segment_at_original(int(level), float(x), float(y))
         return (*run_search(view, int(image_index), int(level), segment, top_k, own, centre), "")
 
     @keeps_session(len(explore.view_outputs) + 2)

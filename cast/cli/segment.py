@@ -7,19 +7,19 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
+from .common import INPUT_MODES, add_model_options, existing_path, positive_int, segmenter_from_args
 
-from ..collection import list_inputs, segment_collection
-from ..export.collection import zip_image_exports
-from ..segmenter import Segmenter
-from .common import add_model_options, segmenter_from_args
+if TYPE_CHECKING:  # the library is imported inside the functions: `cast segment --help` stays fast
+    from ..segmenter import Segmenter
 
 
 def _about(path: str, message: str) -> str:
-    """`path: message`, without repeating the file when the message already names it."""
-    return message if path in message or Path(path).name in message else f"{path}: {message}"
+    """`path: message`, without repeating the path (or its file name, which the library's messages start with)."""
+    if path in message:
+        return message
+    return f"{path}: {message.removeprefix(f'{Path(path).name}: ')}"
 
 
 def _distributed() -> tuple[int, int, Any]:
@@ -46,7 +46,12 @@ def _on_own_gpu(segmenter: Segmenter, rank: int) -> Segmenter:
 
 def _segment_main(args: argparse.Namespace) -> int:
     """Handler of the `segment` subcommand: the exit code (1 when some images failed)."""
-    inputs = list_inputs(args.images)  # a missing folder fails here, before any model is loaded
+    from tqdm import tqdm
+
+    from ..collection import list_inputs, segment_collection
+    from ..export.collection import zip_image_exports
+
+    inputs = list_inputs(args.images)  # before any model is loaded
     rank, world_size, barrier = _distributed()
     if rank == 0:
         for path, reason in inputs.skipped:
@@ -88,13 +93,16 @@ def add_segment_command(subparsers: Any) -> None:
         "(by content) and adds new ones; another model or other settings are refused. Under torchrun, each "
         "process takes its share of the files.",
     )
-    parser.add_argument("images", nargs="+", type=Path, help="image files and/or folders (searched recursively)")
+    parser.add_argument("images", nargs="+", type=existing_path,
+                        help="image files and/or folders (searched recursively)")
     parser.add_argument("--out", required=True, type=Path, help="the collection folder (new, empty, or a collection)")
     add_model_options(parser)
-    parser.add_argument("--mode", choices=("center_crop", "full_frame"), default="center_crop",
+    parser.add_argument("--mode", choices=INPUT_MODES, default="center_crop",
                         help="center_crop is the official pipeline; full_frame squashes the whole image")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass when their token counts agree")
-    parser.add_argument("--stability", action="store_true", help="also score every segment's stability (6 runs per image)")
+    parser.add_argument("--batch-size", type=positive_int, default=8,
+                        help="images per forward pass when their token counts agree")
+    parser.add_argument("--stability", action="store_true",
+                        help="also score every segment's stability (6 runs per image)")
     parser.add_argument("--compact", action="store_true",
                         help="keep only what the collection needs per image (hierarchy.json): no overlays, COCO or "
                         "FiftyOne files; for very large collections")

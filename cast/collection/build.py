@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..errors import CastError
+from ..errors import CastError, OutOfRangeError
 from ..hierarchy import Hierarchy
 from ..model import CastOutput
 from ..segmenter import Segmenter
@@ -113,8 +113,10 @@ def query_segment(hierarchy: Hierarchy, name: str, level: int, x: float | None, 
         raise CastError("say which segment to search for: x= and y= (pixels of the original image) or segment=")
     try:
         return hierarchy.segment_at_original(level, float(x), float(y))
-    except IndexError as err:
-        raise CastError(f"{name}: {err}") from err
+    except OutOfRangeError as err:  # say which image, once
+        if name in str(err):
+            raise
+        raise OutOfRangeError(f"{name}: {err}") from err
 
 
 def build_collection(

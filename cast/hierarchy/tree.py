@@ -205,7 +205,8 @@ class Hierarchy:
             return self.segment_at(level, int(x), int(y))
         x0, y0, x1, y1 = self.provenance.input.crop_box_xyxy
         if not (x0 <= x < x1 and y0 <= y < y1):
-            raise OutOfRangeError(f"pixel ({x:g}, {y:g}) lies outside the part of the image the model saw ({x0},{y0})-({x1},{y1})")
+            name = f"{self.provenance.source_name}: " if self.provenance.source_name else ""
+            raise OutOfRangeError(f"{name}pixel ({x:g}, {y:g}) lies outside the part of the image the model saw ({x0},{y0})-({x1},{y1})")
         h, w = self.shape
         return self.segment_at(level, min(w - 1, int((x - x0) * w / (x1 - x0))), min(h - 1, int((y - y0) * h / (y1 - y0))))
 
