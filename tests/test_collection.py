@@ -439,7 +439,7 @@ def test_a_killed_run_resumes_without_redoing_finished_images(photos, tmp_path) 
 @pytest.mark.slow
 def test_cli_reports_missing_broken_and_ambiguous_inputs(tmp_path) -> None:
     result = _cli("segment", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"))
-    assert result.returncode == 2 and "nowhere: no such file or folder" in result.stderr
+    assert result.returncode == 2 and "nowhere does not exist" in result.stderr
     assert "model:" not in result.stderr  # refused before any model was chosen or loaded
     folder = tmp_path / "in"
     (folder / "a").mkdir(parents=True)
