@@ -550,6 +550,34 @@ def test_the_app_opens_saved_collections_and_answers_search_from_a_fresh_client(
         assert hits[0]["image"] == photos[1].name and {h["image_index"] for h in hits} <= {0, 1, 2, 3}
 
 
+def test_the_app_lists_the_hosts_collections_and_each_visitors_own(saved, model, photos, tmp_path) -> None:
+    from app.collection_tab import CollectionLibrary, collection_paths
+    from app.scratch import Scratch
+
+    shelf = tmp_path / "shelf"
+    shelf.mkdir()
+    (shelf / "notes").mkdir()  # not a collection: not listed
+    os.symlink(saved, shelf / "audit")
+    assert collection_paths([saved], {"CAST_COLLECTIONS": str(shelf)}) == [saved, shelf / "audit"]
+    with pytest.raises(CollectionError, match="not a CAST Explorer collection"):
+        collection_paths([shelf / "notes"], {})
+    with pytest.raises(CollectionError, match="not a folder"):
+        collection_paths([], {"CAST_COLLECTIONS": str(tmp_path / "nowhere")})
+    library = CollectionLibrary([saved], Scratch(tmp_path / "scratch"), hosted=True)
+    segmenter = cast.Segmenter(model, max_output_pixels=128 * 128)
+    for owner, photo in (("alice", photos[0]), ("bob", photos[1])):
+        segment_collection(segmenter, [photo], library.new_folder(owner), exports="compact", record_sources=False)
+    alice, bob = library.choices("alice"), library.choices("bob")
+    assert alice[0] == ("coll (saved)", "host:0") and bob[0] == alice[0] and len(alice) == len(bob) == 2
+    assert library.open(alice[1][1], "alice").names() == [photos[0].name]
+    assert library.open(alice[1][1], "alice").item(0).source == ""  # no server path kept for uploads
+    from app.notices import Notice
+
+    with pytest.raises(Notice, match="not available"):
+        library.open(alice[1][1], "bob")  # another visitor's upload
+    assert len(library.open("host:0", "bob")) == len(photos)
+
+
 def test_open_in_explore_shows_the_saved_hierarchy(saved) -> None:
     from app.collection_tab import saved_session
 
