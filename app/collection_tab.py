@@ -188,7 +188,8 @@ def gallery(view: CollectionView) -> tuple[CollectionView, list[tuple[np.ndarray
         caption = c.item(index).name if view.sort == "name" else \
             f"{'–' if not np.isfinite(value) else f'{value:.3g}'} · {c.item(index).name}"  # the value stays visible
         items.append((thumbnail(c, int(index), view.level, view.view), caption))
-    where = (f"**{c.name}** — {len(c):,} images · page {page.page + 1} of {page.pages} · sorted by {label}"
+    title = c.name if view.key.startswith("host:") else "your upload"  # scratch folder names mean nothing
+    where = (f"**{title}** — {len(c):,} images · page {page.page + 1} of {page.pages} · sorted by {label}"
              f"{'' if page.matching == len(c) else f' ({page.matching:,} pass the filter)'} · {c.settings.describe()}")
     return view, items, where
 
