@@ -233,12 +233,29 @@ def build_naming_panel(service: NamingService, session_state: gr.State, picture:
 
 
 # ---------------------------------------------------------------- Collection: text search
-def collection_images(view: Any) -> list[tuple[str, Any]]:
+class _CollectionImages:
+    """(name, hierarchy) of every image of a collection, each hierarchy loaded only when asked for."""
+
+    def __init__(self, collection: Any) -> None:
+        self.collection = collection
+
+    def __len__(self) -> int:
+        return len(self.collection.items)
+
+    def __getitem__(self, index: int) -> tuple[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        if hasattr(self.collection, "hierarchy"):  # a saved collection: hierarchies load from its folder
+            return self.collection.items[index].name, self.collection.hierarchy(index)
+        item = self.collection.items[index]
+        return item.name, item.hierarchy
+
+
+def collection_images(view: Any) -> _CollectionImages:
     """(name, hierarchy) of every image of a Collection tab's state."""
     if view is None:
-        raise Notice("Segment a collection first.")
-    collection = getattr(view, "collection", view)
-    return [(item.name, item.hierarchy) for item in collection.items]
+        raise Notice("Open or segment a collection first.")
+    return _CollectionImages(getattr(view, "collection", view))
 
 
 def rank_segments_by_text(service: NamingService, view: Any, text: str, level: Any, top_k: Any,
@@ -256,10 +273,10 @@ def rank_segments_by_text(service: NamingService, view: Any, text: str, level: A
 
 
 def hit_crops(view: Any, hits: list[Any]) -> list[tuple[np.ndarray, str]]:
-    images = dict(collection_images(view))
+    images = collection_images(view)
     out = []
     for hit in hits:
-        hierarchy = images[hit.image]
+        hierarchy = images[hit.image_index][1]
         crop = segment_crop(hierarchy.image, hierarchy.labels(hit.level), hit.segment)
         out.append((crop, f"{hit.image} · L{hit.level}:s{hit.segment:02d} · {hit.similarity:.3f}"))
     return out

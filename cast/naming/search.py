@@ -54,8 +54,9 @@ class TextSearchIndex:
     def build(cls, namer: SegmentNamer, images: Sequence[tuple[str, Hierarchy]], level: int, *,
               progress: Callable[[float, str], None] | None = None) -> "TextSearchIndex":
         """Encode every segment of `level` of every (name, hierarchy) with an image (skipping those without)."""
-        vectors, owners, segments = [], [], []
-        for k, (name, hierarchy) in enumerate(images):
+        vectors, owners, segments, names = [], [], [], []
+        for k, (name, hierarchy) in enumerate(images):  # each image once (a collection may load them lazily)
+            names.append(name)
             if progress is not None:
                 progress(k / max(1, len(images)), f"CLIP features of level {level}: image {k + 1}/{len(images)}")
             if hierarchy.image is None or not 0 <= level < hierarchy.num_levels:
@@ -68,7 +69,7 @@ class TextSearchIndex:
             segments += list(features.segments)
         dim = vectors[0].shape[1] if vectors else 0
         return cls(namer.clip.id, level, torch.cat(vectors) if vectors else torch.zeros((0, dim)),
-                   np.asarray(owners, np.int64), np.asarray(segments, np.int64), tuple(n for n, _ in images))
+                   np.asarray(owners, np.int64), np.asarray(segments, np.int64), tuple(names))
 
     def __len__(self) -> int:
         return len(self.segment)
