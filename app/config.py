@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from cast.errors import CastError
-from cast.train.jobs import JobLimits
 
+from .jobs.queue import JobLimits
 from .scratch import Scratch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -6,13 +6,13 @@ import logging
 import gradio as gr
 
 from cast.errors import CastError
-from cast.train.jobs import JobQueue
 
 from .collection_tab import build_collection_tab
 from .config import AppConfig
 from .downloads import DownloadManager
 from .explore_tab import build_explore_tab, page_load_updates
-from .jobs_tab import JobService, build_jobs_tab
+from .jobs import JobQueue, JobService
+from .jobs_tab import build_jobs_tab
 from .models import ModelCatalog
 from .owners import new_token
 

@@ -21,8 +21,8 @@ from PIL import Image
 from skimage import data
 
 from app.config import AppConfig, HostedLimits, hosted_from_env
+from app.jobs import JobLimits, JobQueue
 from cast.errors import CastError, JobError
-from cast.train.jobs import JobLimits, JobQueue
 
 FAKE_WORKER = """#!{python}
 # Stands in for `python -m cast.train.job_worker FOLDER`: one "step" every 0.1 s until the cancel file appears

@@ -1,4 +1,4 @@
-"""Fine-tuning jobs: a persistent on-disk queue, each job in its own process (issue: training jobs).
+"""The app's fine-tuning queue: persistent on disk, each job in its own `cast.train.job_worker` process.
 
 Layout, one folder per job under the jobs root:
     job.json        id, kind, config, state, times, error, output   (rewritten atomically)
@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cast
 from cast.errors import JobError
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -292,7 +293,7 @@ class JobQueue:
         folder = self.job_dir(job.id)
         (folder / "cancel").unlink(missing_ok=True)
         log = open(folder / "log.txt", "a")
-        package_parent = str(Path(__file__).resolve().parents[2])  # where `cast` is importable from
+        package_parent = str(Path(cast.__file__).resolve().parents[1])  # where `cast` is importable from
         path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH", "")) if p)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **self.worker_env()}
         proc = subprocess.Popen([self.python, "-m", "cast.train.job_worker", str(folder)], stdout=log,
