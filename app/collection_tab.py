@@ -25,8 +25,9 @@ from cast.superpixels import SuperpixelConfig
 from .config import AppConfig
 from .explore_tab import ExploreControls, ensure_model
 from .models import DEFAULT_KEY, ModelCatalog
+from .memory import Held, SessionMemory
 from .notices import Notice, keeps_session
-from .owners import check_upload_size, check_zip, owner_of
+from .owners import Visitors, check_image_pixels, check_upload_size, check_zip
 from .scratch import Scratch
 
 THUMB_PIXELS = 256 * 256  # label maps of collection items: open an image in Explore for full resolution
@@ -53,24 +54,26 @@ def gather_files(paths: list[str] | None, caps: Any | None, scratch: Scratch) ->
     if not paths:
         raise Notice("Upload images, or a ZIP of images, first.")
     paths = [Path(p) for p in paths]
-    total = 0
+    limit = getattr(caps, "max_collection_images", None)
+    contents = {}
     for path in paths:
         if zipfile.is_zipfile(path):
             check_upload_size(path, caps and caps.max_zip_mb, "ZIP files")
-            total += check_zip(path, caps and caps.max_zip_images, caps and caps.max_zip_expanded_mb)
+            contents[path] = check_zip(path, caps.zip_limits(max_images=limit) if caps else None)
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             check_upload_size(path, caps and caps.max_image_mb, "images")
-            total += 1
+            check_image_pixels(path, caps and caps.max_image_megapixels)
         else:
             raise CastError(f"{path.name} is neither an image nor a ZIP of images")
-    limit = getattr(caps, "max_collection_images", None)
+    total = sum(len(c.images) for c in contents.values()) + len(paths) - len(contents)
     if limit is not None and total > limit:
         raise CastError(f"{total} images uploaded; this app segments at most {limit} per collection")
     files, names = [], []
     for path in paths:
-        if zipfile.is_zipfile(path):
-            limit_bytes = int((caps.max_zip_expanded_mb if caps else 8000) * 1e6)
-            root = prepare_data_root(path, extract_dir=scratch.new("collection"), max_bytes=limit_bytes)
+        if path in contents:  # only the images are extracted, into a folder reserved for exactly them
+            folder = scratch.new("collection", reserve_bytes=contents[path].image_bytes,
+                                 reserve_files=len(contents[path].images) + 1)
+            root = prepare_data_root(path, extract_dir=folder, limits=caps.zip_limits(max_images=limit) if caps else None)
             found, _ = scan_images(root)
             files += sorted(found)
             names += [str(p.relative_to(root)) for p in sorted(found)]
@@ -129,11 +132,11 @@ def search_outputs(view: CollectionView, hits, level: int) -> tuple[list, np.nda
 
 
 def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: ExploreControls,
-                         owner_state: gr.BrowserState, tabs: gr.Tabs) -> None:
+                         visitors: Visitors, tabs: gr.Tabs, memory: SessionMemory) -> None:
     """Add the Collection tab to the current Blocks and wire its events (/collection and /search among them)."""
     caps = config.limits if config.hosted else None
     scratch = config.scratch()
-    state = gr.State(None, time_to_live=config.session_ttl_s())
+    state = gr.State(None, time_to_live=config.session_ttl_s(), delete_callback=memory.drop)  # a Held ticket
     gr.Markdown("Segment many images at once, then click a segment to find similar ones across the collection "
                 "(cosine similarity of CAST's own segment embeddings at that level). Stability scores each segment "
                 "by how it comes back under a flip, other superpixel counts, noise and JPEG re-encoding (6 runs "
@@ -182,10 +185,10 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
         return figs.get("areas"), figs.get("confidence"), figs.get("stability")
 
     @keeps_session(9)
-    def segment_collection(paths, model_key=DEFAULT_KEY, batch_size=8, stability=False, level=2, token=None,
+    def segment_collection(paths, model_key=DEFAULT_KEY, batch_size=8, stability=False, level=2, token=None, held=None,
                            request: gr.Request = None, progress=gr.Progress()):
         files, names = gather_files(paths, caps, scratch)
-        handle = ensure_model(catalog, model_key or DEFAULT_KEY, progress, owner_of(token, request))
+        handle = ensure_model(catalog, model_key or DEFAULT_KEY, progress, visitors.owner(token, request))
         recorded = recorded_superpixels(handle.model) or SuperpixelConfig.official()
         segmenter = Segmenter(handle.model, None if handle.is_vit else recorded,
                               InputConfig(size=handle.model.config.img_size), max_output_pixels=THUMB_PIXELS,
@@ -200,41 +203,46 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
             if collection.failures else ""
         text = (f"**{len(collection.items)} images** with {handle.summary} in {collection.provenance['seconds']:.1f} s"
                 f"{failed}")
-        return (view, gallery(view), text, selected_picture(view), *figures(view), summary_records(collection), "")
+        return (memory.put(view, held, "collection"), gallery(view), text, selected_picture(view), *figures(view),
+                summary_records(collection), "")
 
     @keeps_session(4)
-    def change_view(view, level, mode):
+    def change_view(held, level, mode):
+        view = memory.get(held)
         if view is None:
             return gr.skip(), gr.skip(), gr.skip(), ""
         view = dataclasses.replace(view, level=int(level), view=mode, query=None)
-        return view, gallery(view), selected_picture(view), ""
+        return memory.put(view, held, "collection"), gallery(view), selected_picture(view), ""
 
     @keeps_session(4)
-    def pick(view, evt: gr.SelectData):
+    def pick(held, evt: gr.SelectData):
+        view = memory.get(held)
         if view is None:
             raise Notice("Segment a collection first.")
         view = dataclasses.replace(view, selected=int(evt.index), query=None)
-        return view, selected_picture(view), None, ""
+        return memory.put(view, held, "collection"), selected_picture(view), None, ""
 
-    def run_search(view: CollectionView, image_index: int, level: int, segment: int, top_k: int):
+    def run_search(view: CollectionView, held: Held, image_index: int, level: int, segment: int, top_k: int):
         view = dataclasses.replace(view, selected=int(image_index), level=int(level), query=(int(level), int(segment)))
         hits = view.collection.index.search(int(image_index), int(level), int(segment), int(top_k))
         crops, heat = search_outputs(view, hits, int(level))
-        return view, selected_picture(view), heat, crops, [h.to_dict() for h in hits]
+        return memory.put(view, held, "collection"), selected_picture(view), heat, crops, [h.to_dict() for h in hits]
 
     @keeps_session(6)
-    def click_segment(view, top_k, evt: gr.SelectData):
+    def click_segment(held, top_k, evt: gr.SelectData):
+        view = memory.get(held)
         if view is None:
             raise Notice("Segment a collection first.")
         item = view.item()
         level = min(view.level, item.hierarchy.num_levels - 1)
         segment = item.hierarchy.segment_at(level, *evt.index)
-        return (*run_search(view, view.selected, level, segment, top_k), "")
+        return (*run_search(view, held, view.selected, level, segment, top_k), "")
 
     @keeps_session(6)
-    def search_api(view, image_index=0, level=2, x=0.0, y=0.0, top_k=10):
+    def search_api(held, image_index=0, level=2, x=0.0, y=0.0, top_k=10):
         """Rank every segment of `level` across the collection by similarity to the segment under (x, y) of image
         `image_index` (in that image's own pixels)."""
+        view = memory.get(held)
         if view is None:
             raise Notice("Segment a collection first (/collection).")
         item = view.collection.item(int(image_index))
@@ -242,10 +250,11 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
             segment = item.hierarchy.segment_at_original(int(level), float(x), float(y))
         except IndexError as err:
             raise Notice(f"{item.name}: {err}") from err
-        return (*run_search(view, int(image_index), int(level), segment, top_k), "")
+        return (*run_search(view, held, int(image_index), int(level), segment, top_k), "")
 
     @keeps_session(2)
-    def open_in_explore(view):
+    def open_in_explore(held):
+        view = memory.get(held)
         if view is None:
             raise Notice("Segment a collection first.")
         item = view.item()
@@ -254,19 +263,22 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
         return gr.update(value=str(item.source)), gr.Tabs(selected="explore")
 
     @keeps_session(3)
-    def score(view, masks):
+    def score(held, masks):
+        view = memory.get(held)
         if view is None or not masks:
             raise Notice("Segment a collection and upload its ground-truth masks.")
         mask_files = {}
         for path in map(Path, masks):
             if zipfile.is_zipfile(path):
                 check_upload_size(path, caps and caps.max_zip_mb, "ZIP files")
-                check_zip(path, None, caps and caps.max_zip_expanded_mb)
-                limit_bytes = int((caps.max_zip_expanded_mb if caps else 8000) * 1e6)
-                root = prepare_data_root(path, extract_dir=scratch.new("masks"), max_bytes=limit_bytes)
+                limits = caps.zip_limits() if caps else None
+                contents = check_zip(path, limits)
+                folder = scratch.new("masks", reserve_bytes=contents.image_bytes, reserve_files=len(contents.images) + 1)
+                root = prepare_data_root(path, extract_dir=folder, limits=limits)
                 mask_files.update({p.name: p for p in root.rglob("*.png")})
             else:
                 check_upload_size(path, caps and caps.max_image_mb, "masks")
+                check_image_pixels(path, caps and caps.max_image_megapixels)
                 mask_files[path.name] = path
         per_image, mean, best = collection_scores(view.collection, mask_files)
         levels = [f"level {lv}" for lv in range(len(mean))]
@@ -275,7 +287,8 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
                       f"mean best-match IoU {best.mean_best_iou:.3f}", ""
 
     @keeps_session(2)
-    def export(view):
+    def export(held):
+        view = memory.get(held)
         if view is None:
             raise Notice("Nothing to export yet: segment a collection first.")
         out = scratch.new("collection-export")
@@ -292,7 +305,7 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
         return str(archive), ""
 
     outputs = [state, gallery_out, summary, selected_out, areas_plot, confidence_plot, stability_plot, records_json]
-    run_btn.click(segment_collection, [files_in, explore.model_in, batch_in, stability_in, level_in, owner_state],
+    run_btn.click(segment_collection, [files_in, explore.model_in, batch_in, stability_in, level_in, visitors.state, state],
                   [*outputs, coll_notice], api_name="collection")
     for control in (level_in, view_in):
         control.change(change_view, [state, level_in, view_in], [state, gallery_out, selected_out, coll_notice],

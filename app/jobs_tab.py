@@ -17,7 +17,7 @@ from cast.errors import JobError
 from .jobs import Job, JobQueue, JobRequest, JobService
 from .models import DEFAULT_KEY
 from .notices import keeps_session, redact_paths
-from .owners import owner_of
+from .owners import Visitors, VisitorError
 
 KIND_CHOICES = [("Self-supervised adaptation (MoCo-v3, unlabelled images)", "moco"),
                 ("Supervised fine-tune (DeiT-style, one folder per class)", "supervised"),
@@ -43,7 +43,7 @@ def loss_figure(queue: JobQueue, job_id: str | None) -> go.Figure:
     return fig
 
 
-def build_jobs_tab(service: JobService, model_pickers: list[gr.Dropdown], owner_state: gr.BrowserState) -> None:
+def build_jobs_tab(service: JobService, model_pickers: list[gr.Dropdown], visitors: Visitors) -> None:
     """Add the fine-tuning tab to the current Blocks; the explorer's model pickers are refreshed as jobs finish."""
     queue, catalog, config = service.queue, service.catalog, service.config
     hosted = config.hosted
@@ -79,7 +79,10 @@ def build_jobs_tab(service: JobService, model_pickers: list[gr.Dropdown], owner_
             logs = gr.Textbox(label="Log", lines=8, max_lines=8, elem_id="job_log")
 
     def refresh(job_id, token=None, request: gr.Request = None):
-        owner = owner_of(token, request)
+        try:
+            owner = visitors.owner(token, request)
+        except VisitorError:  # a token this app did not sign sees nothing (its requests say why)
+            owner = "nobody"
         jobs = queue.poll(owner)
         ids = [j.id for j in jobs]
         job_id = job_id if job_id in ids else (ids[0] if ids else None)
@@ -94,7 +97,7 @@ def build_jobs_tab(service: JobService, model_pickers: list[gr.Dropdown], owner_
     def start_job(kind, data_dir=None, data_zip=None, model_key=DEFAULT_KEY, steps=20, batch=8, name="my-images",
                   token=None, request: gr.Request = None):
         job = service.start(JobRequest(kind, data_dir, data_zip, model_key, int(steps), int(batch), name),
-                            owner_of(token, request))
+                            visitors.visitor(token, request))
         position = queue.queue_position(job.id)
         return job.id, f"Started job {job.id}" + (f" (queued, position {position})" if position else "")
 
@@ -102,7 +105,7 @@ def build_jobs_tab(service: JobService, model_pickers: list[gr.Dropdown], owner_
     def change_job(action, job_id, token=None, request: gr.Request = None):
         if not job_id:
             raise JobError("choose a job first")
-        job = getattr(queue, action)(job_id, owner_of(token, request))
+        job = getattr(queue, action)(job_id, visitors.owner(token, request))
         return job.id, f"Job {job.id}: {job.state}"
 
     def cancel_job(job_id=None, token=None, request: gr.Request = None):
@@ -114,23 +117,27 @@ def build_jobs_tab(service: JobService, model_pickers: list[gr.Dropdown], owner_
         return change_job("resume", job_id, token, request)
 
     outputs = [table, job_pick, curve, logs, *model_pickers, base]
-    start.click(start_job, [kind, data_dir, data_zip, base, steps, batch, name, owner_state], [job_pick, job_notice],
-                api_name="start_job").then(refresh, [job_pick, owner_state], outputs)
-    cancel.click(cancel_job, [job_pick, owner_state], [job_pick, job_notice], api_name="cancel_job").then(
-        refresh, [job_pick, owner_state], outputs)
-    resume.click(resume_job, [job_pick, owner_state], [job_pick, job_notice], api_name="resume_job").then(
-        refresh, [job_pick, owner_state], outputs)
-    job_pick.change(refresh, [job_pick, owner_state], outputs, show_progress="hidden", api_visibility="private")
-    gr.Timer(2.0).tick(refresh, [job_pick, owner_state], outputs, show_progress="hidden", api_visibility="private")
+    start.click(start_job, [kind, data_dir, data_zip, base, steps, batch, name, visitors.state], [job_pick, job_notice],
+                api_name="start_job").then(refresh, [job_pick, visitors.state], outputs)
+    cancel.click(cancel_job, [job_pick, visitors.state], [job_pick, job_notice], api_name="cancel_job").then(
+        refresh, [job_pick, visitors.state], outputs)
+    resume.click(resume_job, [job_pick, visitors.state], [job_pick, job_notice], api_name="resume_job").then(
+        refresh, [job_pick, visitors.state], outputs)
+    job_pick.change(refresh, [job_pick, visitors.state], outputs, show_progress="hidden", api_visibility="private")
+    gr.Timer(2.0).tick(refresh, [job_pick, visitors.state], outputs, show_progress="hidden", api_visibility="private")
 
     def jobs_api(token=None, request: gr.Request = None) -> list[dict[str, Any]]:
         """This session's jobs: id, kind, state, queue position, steps done, result name, error."""
+        try:
+            owner = visitors.owner(token, request)
+        except VisitorError as err:
+            raise gr.Error(str(err)) from err
         rows = []
-        for job in queue.poll(owner_of(token, request)):
+        for job in queue.poll(owner):
             last = (queue.progress(job.id) or [{}])[-1]
             rows.append({"id": job.id, "kind": job.kind, "state": job.state, "queue_position": queue.queue_position(job.id),
                          "step": last.get("step", 0), "result": Path(job.output).name if job.output else None,
                          "error": redact_paths(job.error) if job.error else None})
         return rows
 
-    gr.Button(visible=False).click(jobs_api, [owner_state], [gr.JSON(visible=False)], api_name="jobs")
+    gr.Button(visible=False).click(jobs_api, [visitors.state], [gr.JSON(visible=False)], api_name="jobs")

@@ -115,23 +115,61 @@ def test_jobs_per_owner_and_in_total_with_queue_positions(tmp_path: Path, fake_p
     assert q.queue_position(third.id) == 1
 
 
-def test_results_expire_and_the_oldest_go_first_beyond_the_disk_budget(tmp_path: Path, fake_python: str) -> None:
-    q = queue(tmp_path, fake_python, max_results_bytes=25_000, result_ttl_s=3600)
-    done = []
-    for owner in "ABC":
-        job = q.submit("moco", cfg(tmp_path, steps=1, result_bytes=10_000, output=str(tmp_path / "jobs-out" / owner)),
-                       owner=owner)
+def test_results_are_kept_per_visitor_and_a_full_disk_refuses_new_jobs(tmp_path: Path, fake_python: str) -> None:
+    """Beyond its quota a visitor loses its own oldest results, never another's; a full disk refuses new jobs."""
+    q = queue(tmp_path, fake_python, max_results_bytes=60_000, result_ttl_s=3600, max_results_per_owner=2,
+              max_results_per_address=3)
+
+    def run(owner: str, address: str) -> str:
+        job = q.submit("moco", cfg(tmp_path, steps=1, result_bytes=10_000), owner=owner, address=address)
         wait_state(q, job.id, "done")
-        done.append(job.id)
-    # the outputs live outside the job folders here; put them inside, as the hosted app does
-    for job_id in done:
-        (q.job_dir(job_id) / "model.safetensors").write_bytes(b"x" * 10_000)
+        (q.job_dir(job.id) / "model.safetensors").write_bytes(b"x" * 10_000)  # inside the folder, as when hosted
+        return job.id
+
+    victim = run("V", "10.0.0.1")
+    burst = [run(f"A{i // 2}", "10.0.0.66") for i in range(5)]  # two fresh sessions a time from one address
     q.poll()
     remaining = {p.name for p in (tmp_path / "jobs").iterdir()}
-    assert done[0] not in remaining and {done[1], done[2]} <= remaining  # oldest removed first
+    assert victim in remaining  # the other visitor's burst never touches it
+    assert set(burst[-3:]) <= remaining and not set(burst[:2]) & remaining  # the burst's own oldest went
+    for _ in range(2):  # a third address fills the disk: it is refused, nobody's results are deleted
+        run("C", "10.0.0.99")
+    with pytest.raises(JobError, match="disk for fine-tuning is full"):
+        q.submit("moco", cfg(tmp_path, steps=1), owner="D", address="10.0.0.100")
+    assert victim in {p.name for p in (tmp_path / "jobs").iterdir()}
     expired = JobQueue(tmp_path / "jobs", python=fake_python, limits=JobLimits(private=True, result_ttl_s=0))
     expired.poll()
     assert not any((tmp_path / "jobs").iterdir())
+
+
+def test_a_job_that_succeeded_leaves_no_resume_state(tmp_path: Path, fake_python: str) -> None:
+    q = queue(tmp_path, fake_python)
+    out = tmp_path / "jobs-out" / "mine.safetensors"
+    out.parent.mkdir()
+    state = out.with_name("mine.train-state.pt")
+    state.write_bytes(b"state")  # what the real worker saves at its checkpoints
+    job = q.submit("moco", cfg(tmp_path, steps=2, output=str(out)), owner="A")
+    (q.job_dir(job.id) / "data").mkdir()
+    wait_state(q, job.id, "done")
+    assert out.is_file() and not state.exists() and not (q.job_dir(job.id) / "data").exists()
+    with pytest.raises(JobError, match="nothing to resume"):
+        q.resume(job.id, "A")
+
+
+def test_caps_per_address_and_a_fair_share_of_the_queue(tmp_path: Path, fake_python: str) -> None:
+    q = queue(tmp_path, fake_python, max_running=1, max_queued=4, max_active_per_owner=1, max_active_per_address=3,
+              max_queue_share=0.5)
+    q.submit("moco", cfg(tmp_path, steps=200), owner="A1", address="10.0.0.1")  # runs
+    q.submit("moco", cfg(tmp_path, steps=200), owner="A2", address="10.0.0.1")  # waits
+    q.submit("moco", cfg(tmp_path, steps=200), owner="A3", address="10.0.0.1")  # waits: 2 of 4 places
+    with pytest.raises(JobError, match="address already has 3 job"):
+        q.submit("moco", cfg(tmp_path), owner="A4", address="10.0.0.1")
+    q.submit("moco", cfg(tmp_path), owner="B1", address="10.0.0.2")
+    with pytest.raises(JobError, match="fair share"):
+        JobQueue(tmp_path / "jobs", python=fake_python, limits=JobLimits(
+            private=True, max_queued=4, max_queue_share=0.25)).submit("moco", cfg(tmp_path), owner="B2", address="10.0.0.2")
+    for job in q.jobs("A1") + q.jobs("A2") + q.jobs("A3") + q.jobs("B1"):
+        q.cancel(job.id, job.owner)
 
 
 def test_workers_run_at_a_lower_priority(tmp_path: Path) -> None:

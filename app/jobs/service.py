@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from cast.errors import JobError
 
 from ..models import DEFAULT_KEY, UNTRAINED_KEY, ModelCatalog
-from ..owners import check_upload_size, check_zip
+from ..owners import Visitor, check_upload_size, check_zip
 from .queue import Job, JobQueue
 
 if TYPE_CHECKING:  # the settings import the queue's limits
@@ -37,14 +37,15 @@ class JobService:
         self.queue, self.catalog, self.config = queue, catalog, config
         catalog.set_job_results(self.result_of)
 
-    def start(self, request: JobRequest, owner: str | None) -> Job:
-        """Check the request against this app's mode and caps, then queue it for `owner`."""
+    def start(self, request: JobRequest, visitor: Visitor) -> Job:
+        """Check the request against this app's mode and caps, then queue it for `visitor`."""
+        owner, address = visitor.owner, visitor.address
         hosted, caps = self.config.hosted, self.config.limits
         data = self._data(request, hosted)
         model_key = self.catalog.default_key() if request.model_key in (DEFAULT_KEY, None, "") else request.model_key
         model_key = self.catalog.check_key(model_key)
         # the cheap caps first: a refused request costs no model load
-        self.queue.check_request({"steps": request.steps, "batch_size": request.batch}, owner)
+        self.queue.check_request({"steps": request.steps, "batch_size": request.batch}, owner, address=address)
         checkpoint, variant, params = self._base(model_key, owner)
         if checkpoint is None and hosted and not caps.allow_from_scratch:
             raise JobError("this app does not train from scratch: choose a trained model to start from")
@@ -58,7 +59,7 @@ class JobService:
         if hosted:  # extracted into the job's folder, so the retention rules remove it with the job
             config["max_data_bytes"] = int(caps.max_zip_expanded_mb * 1e6)
             config["data_cache_dir"] = str(self.queue.job_dir(job_id) / "data")
-        return self.queue.submit(request.kind, config, owner, job_id=job_id, model_params=params)
+        return self.queue.submit(request.kind, config, owner, address=address, job_id=job_id, model_params=params)
 
     def result_of(self, job_id: str, owner: str | None) -> Path:
         """The model a finished job wrote; JobError for anyone but its owner (hosted) or an unfinished job."""
@@ -82,7 +83,7 @@ class JobService:
         if request.data_zip:
             if hosted:
                 check_upload_size(request.data_zip, caps.max_zip_mb, "ZIP files")
-                check_zip(request.data_zip, caps.max_zip_images, caps.max_zip_expanded_mb)
+                check_zip(request.data_zip, caps.zip_limits())
             return str(request.data_zip)
         if not folder:
             raise JobError("upload a ZIP of images" + ("" if hosted else ", or give a folder of images on the server"))

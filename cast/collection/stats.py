@@ -76,7 +76,9 @@ def collection_scores(collection: Collection, masks: Mapping[str, str | Path], *
         if path is None:
             continue
         try:
-            gt = align_ground_truth(load_label_mask(path), item.hierarchy)
+            original = item.hierarchy.provenance.get("input", {}).get("original_hw")  # checked from the header
+            expected = None if original is None else (int(original[1]), int(original[0]))
+            gt = align_ground_truth(load_label_mask(path, expected_size=expected), item.hierarchy)
         except ValueError as err:
             raise CastError(f"{Path(path).name} does not fit {item.name}: {err}") from err
         per_image[item.name] = level_metrics(item.hierarchy, gt, ignore_index=ignore_index)
