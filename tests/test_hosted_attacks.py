@@ -61,7 +61,8 @@ def hosted(tmp_path_factory: pytest.TempPathFactory):
     env = {"CAST_HOSTED": "1", "SPACE_ID": "cast-explorer/attack-test", "CAST_JOBS_DIR": str(folders["jobs"]),
            "CAST_SCRATCH_DIR": str(folders["scratch"]), "GRADIO_TEMP_DIR": str(folders["gradio"]),
            "CAST_CHECKPOINTS_DIR": str(folders["checkpoints"]), "CAST_MAX_JOBS_PER_ADDRESS": "1",
-           "CAST_RESULTS_DISK_GB": "0.03", "CAST_MAX_JOB_STEPS": "300"}
+           "CAST_RESULTS_DISK_GB": "0.45", "CAST_MAX_RESULTS_PER_ADDRESS": "2", "CAST_MAX_JOB_STEPS": "300",
+           "CAST_JOB_NICE": "0"}  # jobs compete fairly with whatever else this machine runs
     with running_app_process(root / "app.log", extra_env=env) as (url, proc):
         yield {"url": url, "pid": proc.pid, "root": root, **folders}
 
@@ -97,7 +98,7 @@ def start_job(client, zip_path: Path, *, token: str | None = None, steps: int = 
     return client.predict(*args, *([token] if token is not None else []), api_name="/start_job")
 
 
-def wait_until_finished(client, job_id: str, timeout: float = 240, token: str | None = None) -> dict:
+def wait_until_finished(client, job_id: str, timeout: float = 600, token: str | None = None) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         jobs = {j["id"]: j for j in client.predict(*([token] if token else []), api_name="/jobs")}
@@ -159,9 +160,10 @@ def test_hostile_zips_are_refused_before_extraction(hosted: dict, tmp_path: Path
     figure(f"{kind} ZIP: /collection answer", answer)
     after_collection = growth("/collection")
     job_client = visitor(hosted, f"10.0.2.{1 if kind == 'padded' else 2}", tmp_path)
-    job_id, message = start_job(job_client, archive)
-    figure(f"{kind} ZIP: /start_job answer", message)
-    if not refused(message):  # the code before the fix queued it: let the worker do what it does
+    answer_job = answer_of(lambda: start_job(job_client, archive))
+    job_id, message = (None, answer_job) if isinstance(answer_job, str) else answer_job
+    figure(f"{kind} ZIP: /start_job answer", (job_id, message))
+    if job_id and not refused(message):  # the code before the fix queued it: let the worker do what it does
         figure(f"{kind} ZIP: job", answer_of(lambda: wait_until_finished(job_client, job_id, timeout=400)))
     after_job = growth("/start_job")
     assert refused(answer), answer
@@ -225,7 +227,7 @@ def test_a_finished_model_survives_another_visitors_burst_of_jobs(hosted: dict, 
     left = sorted(p.name for p in folder.rglob("*") if p.is_file() and p.name.endswith(".pt"))
     figure("finished job: resume files left behind", left)
     burst = 0
-    for i in range(4):  # the attacker: one job after another, a fresh session each time, from one address
+    for i in range(3):  # the attacker: one job after another, a fresh session each time, from one address
         attacker = visitor(hosted, "10.0.6.1", tmp_path)
         other_id, answer = start_job(attacker, photos, name=f"burst-{i}")
         if refused(answer):
@@ -234,9 +236,13 @@ def test_a_finished_model_survives_another_visitors_burst_of_jobs(hosted: dict, 
         wait_until_finished(attacker, other_id)
         burst += 1
     figure("burst jobs run", burst)
+    burst_left = sum(1 for p in hosted["jobs"].iterdir() if (p / "job.json").is_file()
+                     and json.loads((p / "job.json").read_text()).get("address") == "10.0.6.1")
+    figure("burst jobs' folders left (the attacker's own quota: 2)", burst_left)
     mine = {j["id"]: j for j in owner.predict(api_name="/jobs")}
     survived = job_id in mine and mine[job_id]["state"] == "done" and folder.is_dir()
     figure("owner's finished model survives the burst", survived)
     assert burst >= 2
     assert survived and any(p.suffix == ".safetensors" for p in folder.rglob("*")), mine
     assert left == [], left
+    assert burst_left <= 2

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,10 +57,18 @@ class JobService:
         config = {"data": data, "output": str(out), "checkpoint": checkpoint, "variant": variant,
                   "steps": int(request.steps), "batch_size": int(request.batch),
                   "save_every": max(1, int(request.steps) // 4)}  # fmt: skip
-        if hosted:  # extracted into the job's folder, so the retention rules remove it with the job
+        if hosted:  # the upload and its images live in the job's folder: only the job's own rules remove them
+            data_dir = self.queue.job_dir(job_id) / "data"
+            data_dir.mkdir(parents=True)
+            config["data"] = str(shutil.copyfile(data, data_dir / Path(data).name))
             config["max_data_bytes"] = int(caps.max_zip_expanded_mb * 1e6)
-            config["data_cache_dir"] = str(self.queue.job_dir(job_id) / "data")
-        return self.queue.submit(request.kind, config, owner, address=address, job_id=job_id, model_params=params)
+            config["data_cache_dir"] = str(data_dir)
+        try:
+            return self.queue.submit(request.kind, config, owner, address=address, job_id=job_id, model_params=params)
+        except BaseException:
+            if hosted:
+                shutil.rmtree(self.queue.job_dir(job_id), ignore_errors=True)
+            raise
 
     def result_of(self, job_id: str, owner: str | None) -> Path:
         """The model a finished job wrote; JobError for anyone but its owner (hosted) or an unfinished job."""

@@ -49,12 +49,12 @@ def load_label_mask(path: str | Path, *, expected_size: tuple[int, int] | None =
     try:
         with Image.open(path) as img:
             width, height = img.size
-            if width * height > max_pixels:
-                raise DatasetError(f"the mask {shown} is {width}x{height} pixels; at most {max_pixels / 1e6:,.0f} "
-                                   "megapixels are accepted")
             if expected_size is not None and (width, height) != tuple(expected_size):
                 raise DatasetError(f"the mask {shown} is {width}x{height} pixels but the image is "
                                    f"{expected_size[0]}x{expected_size[1]}: a mask must belong to the same image")
+            if width * height > max_pixels:
+                raise DatasetError(f"the mask {shown} is {width}x{height} pixels; at most {max_pixels / 1e6:,.0f} "
+                                   "megapixels are accepted")
             return _labels(img, shown)
     except DatasetError:
         raise
@@ -79,7 +79,7 @@ def _labels(img: Image.Image, shown: str) -> np.ndarray:
         if array.size and int(array.min()) < 0:
             raise DatasetError(f"the mask {shown} holds negative labels")
         return array.astype(smallest_label_dtype(int(array.max()) if array.size else 0))
-    rgb = img.convert("RGB")
+    rgb = img if mode == "RGB" else img.convert("RGB")
     colours = rgb.getcolors(MAX_MASK_COLOURS)
     if colours is None:
         raise DatasetError(f"the mask {shown} has more than {MAX_MASK_COLOURS:,} colours: it is not a label mask")
@@ -91,10 +91,10 @@ def _labels(img: Image.Image, shown: str) -> np.ndarray:
     else:
         ids = np.arange(len(codes), dtype=np.int64)
     ids = ids.astype(smallest_label_dtype(int(ids.max())))
-    pixels = np.asarray(rgb)
-    out = np.empty(pixels.shape[:2], ids.dtype)
-    for top in range(0, pixels.shape[0], _ROWS_PER_CHUNK):  # a band at a time: the codes never exist in full
-        band = pixels[top : top + _ROWS_PER_CHUNK].astype(np.uint32)
+    width, height = rgb.size
+    out = np.empty((height, width), ids.dtype)
+    for top in range(0, height, _ROWS_PER_CHUNK):  # a band at a time: no full copy of the pixels or their codes
+        band = np.asarray(rgb.crop((0, top, width, min(height, top + _ROWS_PER_CHUNK)))).astype(np.uint32)
         band_codes = (band[..., 0] << 16) | (band[..., 1] << 8) | band[..., 2]
         out[top : top + _ROWS_PER_CHUNK] = ids[np.searchsorted(codes, band_codes)]
     return out
