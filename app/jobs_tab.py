@@ -17,7 +17,7 @@ from cast.errors import JobError
 from .jobs import Job, JobQueue, JobRequest, JobService
 from .models import DEFAULT_KEY
 from .notices import keeps_session, redact_paths
-from .owners import Visitors, VisitorError
+from .owners import VisitorError, Visitors
 
 KIND_CHOICES = [("Self-supervised adaptation (MoCo-v3, unlabelled images)", "moco"),
                 ("Supervised fine-tune (DeiT-style, one folder per class)", "supervised"),
