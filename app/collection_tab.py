@@ -17,10 +17,8 @@ from cast.collection.stats import scores_table
 from cast.datasets import IMAGE_SUFFIXES, prepare_data_root, scan_images
 from cast.errors import CastError
 from cast.export.collection import CollectionWriter, export_stems, merge_collection
-from cast.image import InputConfig
 from cast.render import Selection, render, segment_crop, value_view
-from cast.segmenter import Segmenter, recorded_superpixels
-from cast.superpixels import SuperpixelConfig
+from cast.segmenter import Segmenter
 
 from .config import AppConfig
 from .explore_tab import ExploreControls, ensure_model
@@ -189,10 +187,7 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
                            request: gr.Request = None, progress=gr.Progress()):
         files, names = gather_files(paths, caps, scratch)
         handle = ensure_model(catalog, model_key or DEFAULT_KEY, progress, visitors.owner(token, request))
-        recorded = recorded_superpixels(handle.model) or SuperpixelConfig.official()
-        segmenter = Segmenter(handle.model, None if handle.is_vit else recorded,
-                              InputConfig(size=handle.model.config.img_size), max_output_pixels=THUMB_PIXELS,
-                              provenance=handle.provenance)
+        segmenter = Segmenter(handle.model, max_output_pixels=THUMB_PIXELS)
         measure = (lambda source, h: stability_scores(segmenter, source, h)) if stability else None
         collection = build_collection(segmenter, files, names=names, batch_size=int(batch_size), stability=measure,
                                       progress=lambda done, total, name: progress(done / total, desc=f"{done}/{total}: {name}"))
@@ -246,10 +241,7 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
         if view is None:
             raise Notice("Segment a collection first (/collection).")
         item = view.collection.item(int(image_index))
-        try:
-            segment = item.hierarchy.segment_at_original(int(level), float(x), float(y))
-        except IndexError as err:
-            raise Notice(f"{item.name}: {err}") from err
+        segment = item.hierarchy.segment_at_original(int(level), float(x), float(y))  # OutOfRangeError names the image
         return (*run_search(view, held, int(image_index), int(level), segment, top_k), "")
 
     @keeps_session(2)

@@ -19,8 +19,7 @@ from cast.errors import CastError
 from cast.evaluation import align_ground_truth, level_metrics
 from cast.export import export_zip
 from cast.image import MAX_PIXELS, InputConfig
-from cast.segmenter import Segmenter, recorded_superpixels
-from cast.superpixels import SuperpixelConfig
+from cast.segmenter import Segmenter
 from cast.weights.hub import offline_reason
 
 from .components import OriginalImage, UploadedFile
@@ -186,9 +185,9 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
         check_upload_size(ckpt_path, caps and caps.max_checkpoint_mb, "checkpoints")
         owner = visitors.owner(token, request)
         handle = catalog.load_file(ckpt_path) if ckpt_path else ensure_model(catalog, model_key or DEFAULT_KEY, progress, owner)
-        recorded = recorded_superpixels(handle.model) or SuperpixelConfig.official()
-        superpixels = dataclasses.replace(recorded, method=method, num_superpixels=int(count))
-        segmenter = Segmenter(handle.model, superpixels, InputConfig(size=int(size), mode=mode), provenance=handle.provenance)
+        # the superpixel controls do not apply to the ViT baseline (its level 0 is k-means)
+        segmenter = Segmenter(handle.model, None if handle.is_vit else method, InputConfig(size=int(size), mode=mode),
+                              num_superpixels=None if handle.is_vit else int(count))
         result = segmenter.run_detailed(upload.path, name=upload.name)
         session = ExplorerSession.create(result, handle.summary, handle.top_classes(result.output))
         session = dataclasses.replace(session, segmenter=segmenter, source=upload.path)
@@ -248,7 +247,7 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
         if session is None:
             raise Notice("Segment an image first, then compare.")
         other = ensure_model(catalog, other_key, progress, visitors.owner(token, request))
-        theirs = Segmenter(other.model, provenance=other.provenance).rerun(session.result)
+        theirs = Segmenter(other.model).rerun(session.result)
         other_session = ExplorerSession.create(theirs, other.summary).with_view(**dataclasses.asdict(session.view))
         return (memory.put(other_session, held_other, "compare"), *compare_pictures(session.clear_selection(), other_session),
                 "")
@@ -270,7 +269,8 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
         if session is None:
             raise Notice("Nothing to export yet: segment an image first.")
         out_dir = scratch.new("export")
-        stem = Path(str(session.hierarchy.provenance.get("source_name", "image"))).stem or "image"
+        prov = session.hierarchy.provenance
+        stem = Path(str(prov.source_name if prov and prov.source_name else "image")).stem or "image"
         return str(export_zip(session.hierarchy, out_dir / f"{stem}_cast.zip", stem=stem)), ""
 
     @keeps_session(2)
@@ -346,7 +346,7 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
 
 def original_size(hierarchy: Any) -> tuple[int, int] | None:
     """(width, height) of the image a hierarchy was made from, as recorded in its provenance."""
-    original = hierarchy.provenance.get("input", {}).get("original_hw")
+    original = getattr(getattr(hierarchy.provenance, "input", None), "original_hw", None)
     return None if original is None else (int(original[1]), int(original[0]))
 
 

@@ -14,7 +14,8 @@ import io
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,14 +23,15 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cast.api import load_model
+from cast.api import create_model, load_model
 from cast.errors import CheckpointError
-from cast.model import CastOutput, VitBaseline, build_model
+from cast.model import CastOutput, VitBaseline
 from cast.segmenter import Segmenter
 from cast.weights import imagenet_class_names, top_k_classes
 from cast.weights.bundled import BUNDLED_NAME, bundled_checkpoint
 from cast.weights.defaults import choose_default_model
 from cast.weights.hub import offline_reason
+from cast.weights.pretrained_cfg import pretrained_cfg_of
 from cast.weights.zoo import DEFAULT_PREFERENCE, ZOO, ZooEntry
 
 from .downloads import DownloadManager
@@ -50,7 +52,6 @@ class ModelHandle:
     summary: str
     has_classifier: bool = False
     notice: str = ""
-    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_vit(self) -> bool:
@@ -60,26 +61,26 @@ class ModelHandle:
         """ImageNet top-k for classifier checkpoints; empty for embedding-only (MoCo) models."""
         if not self.has_classifier or not isinstance(output, CastOutput) or output.class_logits is None:
             return []
-        names = getattr(self.model, "pretrained_cfg", {}).get("class_names") or imagenet_class_names()
+        names = list(pretrained_cfg_of(self.model).class_names or imagenet_class_names())
         return top_k_classes(output.class_logits[0], k=k, names=names)
 
 
 def describe_model(model: nn.Module, label: str, official: ZooEntry | None = None) -> str:
     """What the model is and what it was trained on, in one line (the app's honesty line)."""
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    cfg = pretrained_cfg_of(model)
     arch = model.config.name
     if official is not None:
         trained = f"official weights: {official.training} on {official.data} ({official.reported})"
-    elif cfg.get("trained") is False:
+    elif cfg.trained is False:
         trained = "UNTRAINED placeholder weights"
-    elif cfg.get("data"):  # file names only: a checkpoint records the paths of the machine that made it
-        parent = str(cfg.get("parent_checkpoint") or "")
+    elif cfg.data:  # file names only: a checkpoint records the paths of the machine that made it
+        parent = cfg.parent_checkpoint or ""
         origin = f", from {parent if parent.startswith('hf://') else Path(parent).name}" if parent else ""
-        trained = f"trained on {redact_paths(str(cfg['data']))}{origin}"
+        trained = f"trained on {redact_paths(cfg.data)}{origin}"
     else:
         trained = "training data not recorded in the file"
     kind = "ViT baseline, hierarchy by k-means of its patch features" if isinstance(model, VitBaseline) else "CAST"
-    head = "1000-class classifier" if cfg.get("has_classifier") else "no classifier"
+    head = f"{model.config.num_classes}-class classifier" if cfg.has_classifier else "no classifier"
     return f"{label} — {arch} ({kind}, {head}) — {trained}"
 
 
@@ -288,11 +289,10 @@ class ModelCatalog:
         if key == UNTRAINED_KEY:
             with torch.random.fork_rng(devices=[]):  # a fixed placeholder, without touching the global RNG
                 torch.manual_seed(0)
-                model = build_model("cast_small")
-            model.pretrained_cfg = {"trained": False}
+                model = create_model("cast_small")
             summary = ("UNTRAINED cast_small (random weights, seed 0) — a placeholder: its hierarchy reflects colour "
                        "and position only, nothing learned")
-            return ModelHandle(key, model, summary, provenance={"checkpoint": "none (random init)", "trained": False})
+            return ModelHandle(key, model, summary)
         if kind == "zoo":
             return self._load_official(key, rest)
         if kind == "upload":
@@ -309,29 +309,19 @@ class ModelCatalog:
             label = f"my fine-tune {path.stem} (job {rest})"
         else:
             raise CheckpointError(f"unknown model choice {key!r}")
-        return self._handle(key, load_model(path), label, checkpoint=path.name)
+        return self._handle(key, load_model(path), label)
 
     def _load_official(self, key: str, name: str) -> ModelHandle:
         """A published checkpoint; when it cannot be had, the bundled model with a notice that says so."""
         try:
-            return self._handle(key, load_model(name), name, official=ZOO[name], checkpoint=name)
+            return self._handle(key, load_model(name), name, official=ZOO[name])
         except CheckpointError as err:
             if not self.bundled_path.is_file():
                 raise
-            fallback = self._handle(key, load_model(self.bundled_path), f"bundled model (instead of {name})",
-                                    checkpoint=BUNDLED_NAME)
-            notice = f"{err} Showing the bundled model instead."
-            return ModelHandle(fallback.key, fallback.model, fallback.summary, fallback.has_classifier, notice,
-                               fallback.provenance)
+            fallback = self._handle(key, load_model(self.bundled_path), f"bundled model (instead of {name})")
+            return dataclasses.replace(fallback, notice=f"{err} Showing the bundled model instead.")
 
     @staticmethod
-    def _handle(key: str, model: nn.Module, label: str, *, official: ZooEntry | None = None,
-                checkpoint: str) -> ModelHandle:
-        cfg = getattr(model, "pretrained_cfg", {}) or {}
-        return ModelHandle(
-            key=key,
-            model=model.eval(),
-            summary=describe_model(model, label, official),
-            has_classifier=bool(cfg.get("has_classifier")),
-            provenance={"checkpoint": checkpoint, "layout": cfg.get("layout"), "trained": cfg.get("trained", True)},
-        )
+    def _handle(key: str, model: nn.Module, label: str, *, official: ZooEntry | None = None) -> ModelHandle:
+        return ModelHandle(key=key, model=model.eval(), summary=describe_model(model, label, official),
+                           has_classifier=pretrained_cfg_of(model).has_classifier)

@@ -13,19 +13,20 @@ def status_markdown(session: ExplorerSession | None, model_line: str) -> str:
     if session is None:
         return f"**Model:** {model_line}"
     prov = session.hierarchy.provenance
-    sp = prov["superpixels"]
-    inp = prov["input"]
-    parity = "official pipeline (parity)" if inp["parity_with_official"] else "NOT the official pipeline"
-    grouping = "Grouping" if sp.get("method") == "vit_kmeans" else "Superpixels"
-    scale = prov.get("decoded_scale", 1)
-    if scale > 1:
-        parity += f"; decoded at 1/{scale} scale (JPEG DCT scaling): model-input pixels typically within ±1 level of a full decode, not bit-identical"
-    source = f"**Image:** {prov['source']}  \n" if prov.get("source") else ""
+    if prov is None:
+        return f"**Model:** {session.model_summary}"
+    inp = prov.input
+    parity = "official pipeline (parity)" if inp.parity_with_official else "NOT the official pipeline"
+    grouping = "Grouping" if prov.is_vit else "Superpixels"
+    if prov.decoded_scale > 1:
+        parity += (f"; decoded at 1/{prov.decoded_scale} scale (JPEG DCT scaling): model-input pixels typically "
+                   "within ±1 level of a full decode, not bit-identical")
+    source = f"**Image:** {prov.source}  \n" if prov.source else ""
     return (
         f"**Model:** {session.model_summary}  \n"
         f"{source}"
-        f"**{grouping}:** {sp['description']} → {sp['count']} segments  \n"
-        f"**Input:** {inp['mode'].replace('_', ' ')} at {inp['size']}×{inp['size']} — {parity}"
+        f"**{grouping}:** {prov.grouping.description} → {prov.grouping.count} segments  \n"
+        f"**Input:** {inp.mode.replace('_', ' ')} at {inp.size}×{inp.size} — {parity}"
     )
 
 

@@ -7,7 +7,6 @@ Run: python benchmarks/bench_collection.py
 from __future__ import annotations
 
 import dataclasses
-import re
 import subprocess
 import sys
 import tempfile

@@ -25,21 +25,12 @@ from _timing import median_ms, table  # noqa: E402
 
 from cast.hierarchy import Hierarchy  # noqa: E402
 from cast.image import InputConfig, load_image, prepare_input, to_tensor  # noqa: E402
-from cast.model import build_model  # noqa: E402
-from cast.model.linear import FastLinear, use_fast_linear  # noqa: E402
+from cast.model import build_model, set_linear_kernel  # noqa: E402
 from cast.superpixels import SuperpixelConfig, compute_superpixels  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CAST_S_MACS = 3.14e9  # forward MACs at 224 (spec §2.1, measured with PyTorch's FLOP counter)
 VIT_S16_MACS = 4.25e9
-
-
-def plain_linear(module: torch.nn.Module) -> torch.nn.Module:
-    """The same model with PyTorch's default linear (FastLinear -> nn.Linear)."""
-    for sub in module.modules():
-        if type(sub) is FastLinear:
-            sub.__class__ = torch.nn.Linear
-    return module
 
 
 def inputs(image: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,7 +48,7 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
 
 def speed_table(model, vit16, vit16_fast, vit8, x, y) -> list[list[object]]:
     rows = []
-    slow = plain_linear(build_model("cast_small"))
+    slow = build_model("cast_small", linear_kernel="default")
     slow.load_state_dict(model.state_dict())
     for batch in (1, 8):
         xb, yb = x.expand(batch, -1, -1, -1).contiguous(), y.expand(batch, -1, -1).contiguous()
@@ -121,7 +112,7 @@ def main() -> None:
     x, y = inputs(data.astronaut())
     model = build_model("cast_small")
     vit16 = timm.create_model("vit_small_patch16_224", pretrained=False).eval()
-    vit16_fast = use_fast_linear(timm.create_model("vit_small_patch16_224", pretrained=False).eval())
+    vit16_fast = set_linear_kernel(timm.create_model("vit_small_patch16_224", pretrained=False).eval(), "onednn")
     vit8 = timm.create_model("vit_small_patch8_224", pretrained=False).eval()
     with torch.inference_mode():
         print(f"## Forward at 224², fp32, {torch.get_num_threads()} threads, median ms\n")

@@ -7,7 +7,7 @@ For every image in assets/ with ground truth under assets/ground_truth/ (`<stem>
 hierarchy's levels 1-4 (64 / 32 / 16 / 8 segments) are scored by `cast.evaluate`:
 
 - **checkpoint**: the given checkpoint (default: the bundled checkpoints/cast_explorer_default.safetensors),
-  loaded with `cast.checkpoints.load_checkpoint`;
+  loaded with `cast.weights.load_checkpoint`;
 - **untrained**: `build_model(<the checkpoint's config>)` after `torch.manual_seed(0)`: what the
   architecture alone (superpixel pooling of random features) gives, so training has to beat it;
 - **colour merging**: `cast.evaluate.colour_baseline_metrics`: the same superpixels merged greedily by

@@ -1,14 +1,15 @@
-"""The public face of the library, in the timm habit: list models, create one, load a checkpoint.
+"""The public face of the library, in the timm habit: list models, create one by name, load one from a file.
 
     import cast
     cast.list_models("cast_*")                      # architectures
     cast.list_models(pretrained=True)               # published checkpoints by zoo name
-    model = cast.create_model("cast_small_moco_in1k", pretrained=True)
+    model = cast.create_model("cast_small_moco_in1k", pretrained=True)   # by name
+    model = cast.load_model("my_finetune.safetensors")                   # from a file (or a zoo name)
     hierarchy = cast.Segmenter(model).run("photo.jpg")
 
 A zoo name with `pretrained=True` loads the official weights (converted copy, then the Hugging Face
 cache, then a download). When they cannot be had, a CheckpointError names the model and says how to get
-it: another model is never substituted.
+it: another model is never substituted. Every model carries `model.pretrained_cfg`, a `PretrainedCfg`.
 """
 from __future__ import annotations
 
@@ -16,14 +17,17 @@ import fnmatch
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from .errors import CheckpointError, NotCastCheckpointError
-from .model import MODEL_CONFIGS, VIT_CONFIGS, build_model, build_vit, get_config
-from .weights import LoadedCheckpoint, load_checkpoint
+from .model import MODEL_CONFIGS, VIT_CONFIGS, Cast, VitBaseline, build_model, build_vit, get_config
+from .superpixels import SuperpixelConfig
+from .weights import load_checkpoint
 from .weights.hub import load_pretrained, load_vit_pretrained
+from .weights.pretrained_cfg import untrained
 from .weights.vit import load_vit_checkpoint
 from .weights.zoo import DEFAULT_PREFERENCE, ZOO, list_pretrained, zoo_entry
+
+Model = Cast | VitBaseline
 
 
 def _architectures() -> list[str]:
@@ -44,47 +48,31 @@ def default_pretrained_for(architecture: str) -> str | None:
     return entries[0] if entries else None
 
 
-def create_model(
-    name: str,
-    pretrained: bool = False,
-    *,
-    checkpoint_path: str | Path | None = None,
-    device: str | torch.device | None = None,
-) -> nn.Module:
-    """A CAST (or ViT-baseline) model in eval mode.
+def create_model(name: str, pretrained: bool = False, *, device: str | torch.device | None = None) -> Model:
+    """A CAST (or ViT-baseline) model by name, in eval mode.
 
-    `name` is an architecture or a zoo name. `pretrained=True` loads the published weights (for an
-    architecture, its published checkpoint); `checkpoint_path` loads a file of any supported layout
-    strictly into that architecture instead. The model carries `model.pretrained_cfg` (source, training
-    data, the superpixel setting the weights were trained with), which `Segmenter` reads.
+    `name` is an architecture (`cast_small`: random weights, or with `pretrained=True` its published
+    checkpoint) or a zoo name (`cast_small_moco_in1k`: its published weights with `pretrained=True`, else
+    the architecture with random weights). To load a file, use `load_model`.
     """
     architecture, zoo_name = _resolve(name, pretrained)
-    if checkpoint_path is not None and pretrained:
-        raise CheckpointError("pass either pretrained=True or checkpoint_path, not both")
-    if architecture in VIT_CONFIGS:
-        if zoo_name is not None:
-            model = load_vit_pretrained(zoo_name)
-        elif checkpoint_path is not None:
-            model = load_vit_checkpoint(checkpoint_path, architecture)
-        else:
-            model = build_vit(architecture)
-            model.pretrained_cfg = {"source": None, "architecture": architecture, "trained": False}
-    elif zoo_name is not None:
-        model = _with_cfg(load_pretrained(zoo_name), zoo_name)
-    elif checkpoint_path is not None:
-        model = _with_cfg(load_checkpoint(checkpoint_path, config=get_config(architecture)), None)
+    if zoo_name is not None:
+        model: Model = load_vit_pretrained(zoo_name) if architecture in VIT_CONFIGS else load_pretrained(zoo_name).model
+    elif architecture in VIT_CONFIGS:
+        model = build_vit(architecture)
+        model.pretrained_cfg = untrained(architecture)
     else:
         model = build_model(architecture)
-        model.pretrained_cfg = {"source": None, "architecture": architecture, "trained": False}
-    if device is not None:
-        model = model.to(device)
-    return model.eval()
+        model.pretrained_cfg = untrained(architecture, superpixels=SuperpixelConfig.official())
+    return _placed(model, device)
 
 
-def load_model(name_or_path: str | Path, *, device: str | torch.device | None = None) -> nn.Module:
-    """A published model by zoo name (pretrained), or any checkpoint file (CAST or ViT baseline, layout detected)."""
+def load_model(name_or_path: str | Path, *, architecture: str | None = None,
+               device: str | torch.device | None = None) -> Model:
+    """A model from a checkpoint file of any supported layout (CAST or ViT baseline, detected), in eval mode;
+    a zoo name loads its published weights. `architecture` forces the variant a file is read as."""
     key = str(name_or_path)
-    if key in ZOO:
+    if key in ZOO and architecture is None:
         return create_model(key, pretrained=True, device=device)
     if key in _architectures():
         raise CheckpointError(f"{key!r} is an architecture, not a checkpoint: use cast.create_model({key!r}) for random "
@@ -93,11 +81,19 @@ def load_model(name_or_path: str | Path, *, device: str | torch.device | None = 
     if not (path.exists() or path.suffix or "/" in key):
         raise CheckpointError(f"unknown model {key!r}: not a file, and not a published checkpoint "
                               f"({', '.join(list_pretrained())})")
+    if architecture is not None and architecture in VIT_CONFIGS:
+        return _placed(load_vit_checkpoint(path, architecture), device)
+    if architecture is not None and architecture not in MODEL_CONFIGS:
+        raise CheckpointError(f"unknown architecture {architecture!r}; known: {', '.join(_architectures())}")
     try:
-        model = _with_cfg(load_checkpoint(path), None)
+        model: Model = load_checkpoint(path, config=get_config(architecture) if architecture else None).model
     except NotCastCheckpointError:
         model = load_vit_checkpoint(path)
-    return model.to(device).eval() if device is not None else model
+    return _placed(model, device)
+
+
+def _placed(model: Model, device: str | torch.device | None) -> Model:
+    return (model.to(device) if device is not None else model).eval()
 
 
 def _resolve(name: str, pretrained: bool) -> tuple[str, str | None]:
@@ -114,16 +110,10 @@ def _resolve(name: str, pretrained: bool) -> tuple[str, str | None]:
         if published is None:
             raise CheckpointError(
                 f"no published weights exist for the architecture {name!r}; published checkpoints: "
-                f"{', '.join(list_pretrained())}. Use pretrained=False, or checkpoint_path= for your own file."
+                f"{', '.join(list_pretrained())}. Use pretrained=False, or cast.load_model(path) for your own file."
             )
         return name, published
     raise CheckpointError(
         f"unknown model {name!r}. Architectures: {', '.join(_architectures())}. "
         f"Published checkpoints: {', '.join(list_pretrained())}."
     )
-
-
-def _with_cfg(loaded: LoadedCheckpoint, zoo_name: str | None) -> nn.Module:
-    model = loaded.model
-    model.pretrained_cfg = {**loaded.pretrained_cfg(), "zoo_name": zoo_name}
-    return model

@@ -1,8 +1,17 @@
-"""Domain errors with messages a user can act on; the UI shows them as notices, never tracebacks."""
+"""Domain errors with messages a user can act on; the UI shows them as notices, never tracebacks.
+
+Every error the library raises on purpose is a `CastError`. Each subclass also derives from the built-in
+exception a Python caller would expect (ValueError, IndexError, ...), so `except ValueError` keeps working;
+the CLI and the app catch `CastError` once at their boundary.
+"""
 
 
 class CastError(Exception):
     """Base class of every error CAST Explorer raises on purpose."""
+
+
+class ConfigError(CastError, ValueError):
+    """A configuration value is out of range or names something unknown (a model variant, an input mode, ...)."""
 
 
 class InvalidImageError(CastError, ValueError):
@@ -19,6 +28,14 @@ class CheckpointError(CastError, ValueError):
 
 class NotCastCheckpointError(CheckpointError):
     """A readable checkpoint of another architecture (e.g. the paper's ViT baseline), not CAST."""
+
+
+class HierarchyError(CastError, ValueError):
+    """A hierarchy is inconsistent, or cannot be built or read from what was given."""
+
+
+class OutOfRangeError(CastError, IndexError):
+    """A level, segment or pixel that the hierarchy does not have."""
 
 
 class DatasetError(CastError, ValueError):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from cast.errors import InvalidImageError
+from cast.errors import ConfigError, InvalidImageError
 
 MIN_SIDE = 32
 MAX_PIXELS = 100_000_000
@@ -309,14 +309,14 @@ class InputConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in _INPUT_MODES:
-            raise ValueError(f"mode must be one of {_INPUT_MODES}, got {self.mode!r}")
+            raise ConfigError(f"mode must be one of {_INPUT_MODES}, got {self.mode!r}")
         if not 64 <= self.size <= 1024 or self.size % 8:
-            raise ValueError(f"size must be a multiple of 8 in [64, 1024], got {self.size}")
+            raise ConfigError(f"size must be a multiple of 8 in [64, 1024], got {self.size}")
 
     @property
     def is_parity(self) -> bool:
-        """True when this path matches the official visualisation pipeline."""
-        return self.mode == "center_crop"
+        """True when this path is the official visualisation pipeline: Resize + CenterCrop at 224 (spec §1.1)."""
+        return self.mode == "center_crop" and self.size == 224
 
 
 @dataclass(frozen=True, eq=False)

@@ -22,7 +22,7 @@ os.environ.pop("CAST_DEFAULT_MODEL", None)
 import numpy as np  # noqa: E402
 import pytest
 import torch
-from reference import parity_dir, single_image_fixtures, vit_baseline_dir, vit_fixtures
+from reference import first_single_fixture, parity_dir, single_image_fixtures, tiny_model, vit_baseline_dir, vit_fixtures
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,6 +45,31 @@ def vit_path() -> Path:
     if not path.is_dir() or not vit_fixtures(path):
         pytest.fail(f"ViT-baseline folder {path} is missing or holds no vit_baseline_*.safetensors (CAST_VIT_BASELINE_DIR)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_segmenter():
+    """A Segmenter on the reduced official CAST of the parity folder (fast, real weights)."""
+    from cast.segmenter import Segmenter
+
+    return Segmenter(tiny_model(parity_dir()))
+
+
+@pytest.fixture(scope="session")
+def reference_hierarchy():
+    """The official implementation's own hierarchy of the folder's first parity image (chelsea in tests/data),
+    rebuilt from its stored superpixels and logits, with the provenance a Segmenter would record."""
+    from cast.hierarchy import Grouping, Hierarchy, InputGeometry, SegmentationProvenance
+
+    fx = first_single_fixture()
+    superpixels = fx["superpixel"][0].numpy()
+    provenance = SegmentationProvenance(
+        model_variant="cast_tiny", checkpoint="tiny_cast.safetensors", trained=True, layout="plain",
+        grouping=Grouping("seeds", int(superpixels.max()) + 1, "official SEEDS", {"num_superpixels": 196}),
+        input=InputGeometry(224, "center_crop", (0, 0, 224, 224), (224, 224), parity_with_official=True),
+    )  # fmt: skip
+    logits = [fx[f"logit{level}"][0].numpy() for level in range(1, 5)]
+    return Hierarchy.from_logits(superpixels, logits, image=fx["image_uint8"].numpy(), provenance=provenance)
 
 
 @pytest.fixture(scope="session")

@@ -116,7 +116,7 @@ def test_background_download_serves_the_bundled_model_first(tmp_path: Path) -> N
 
 def test_download_manager_reports_progress_and_joins_running_downloads() -> None:
     """The app's background downloads: progress as the fetch reports it, one thread per file, failures and
-    cancellation as states the UI shows (the fetch itself is tested against a local Hub in test_hub.py)."""
+    cancellation as states the UI shows (the fetch itself is tested against a local Hub in test_weights_hub.py)."""
     import threading
 
     from app.downloads import DownloadManager

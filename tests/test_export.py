@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
-from reference import first_single_fixture, parity_dir, tiny_model
 from skimage import data
 
 from cast.export import (
@@ -33,13 +32,8 @@ STEM = "chelsea"
 
 
 @pytest.fixture(scope="module")
-def hierarchy() -> Hierarchy:
-    """The official model's hierarchy of chelsea, rebuilt from the parity fixture's logits."""
-    fx = first_single_fixture()
-    logits = [fx[f"logit{level}"][0].numpy() for level in range(1, 5)]
-    return Hierarchy.from_logits(
-        fx["superpixel"][0].numpy(), logits, image=fx["image_uint8"].numpy(), provenance={"model_variant": "cast_tiny"}
-    )
+def hierarchy(reference_hierarchy: Hierarchy) -> Hierarchy:
+    return reference_hierarchy
 
 
 @pytest.fixture(scope="module")
@@ -264,12 +258,6 @@ def test_bad_stem_is_refused(hierarchy: Hierarchy, tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- with the model: Segmenter and CLI
-@pytest.fixture(scope="module")
-def tiny_segmenter() -> Segmenter:
-    """The tiny official model: the export and CLI plumbing on real weights."""
-    return Segmenter(tiny_model(parity_dir()))
-
-
 def test_export_of_a_segmenter_hierarchy(tiny_segmenter: Segmenter, tmp_path: Path) -> None:
     h = tiny_segmenter.run(data.chelsea())
     assert h.num_levels == 5

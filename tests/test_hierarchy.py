@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference import parity_dir, tiny_model
 from skimage import data
 
 from cast.hierarchy import ROOT_ID, Hierarchy, node_id, parse_node_id
@@ -21,8 +20,8 @@ REAL_IMAGES = {"astronaut": data.astronaut(), "chelsea": data.chelsea(), "coffee
 
 
 @pytest.fixture(scope="module")
-def segmenter() -> Segmenter:
-    return Segmenter(tiny_model(parity_dir()))
+def segmenter(tiny_segmenter: Segmenter) -> Segmenter:
+    return tiny_segmenter
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +56,18 @@ def test_tree_invariant_on_real_image_crops(segmenter: Segmenter, name, top, lef
     y0, x0 = int(top * h), int(left * w)
     crop = img[y0 : y0 + max(64, int(keep * h)), x0 : x0 + max(64, int(keep * w))]
     seg = Segmenter(segmenter.model, SuperpixelConfig(method=method), InputConfig(mode=mode))
-    hierarchy = seg.run(np.ascontiguousarray(crop))
-    check_tree(hierarchy)
+    result = seg.run_detailed(np.ascontiguousarray(crop))
+    hierarchy = result.hierarchy
     assert hierarchy.shape == hierarchy.image.shape[:2]
+    # Recompute every level from the model's own logits, pixel by pixel, without the Hierarchy's parent
+    # arrays: a pixel's level-l segment is the argmax row of its level-(l-1) segment (spec §4; superpixel
+    # ids beyond the last token take row S-1). The Hierarchy must agree, and so nest segments as a tree.
+    labels = hierarchy.superpixels
+    for level, logits in enumerate(result.output.logits, start=1):
+        rows = logits[0].numpy()
+        labels = rows.argmax(axis=1)[np.minimum(labels, rows.shape[0] - 1)]
+        assert np.array_equal(hierarchy.labels(level), labels), f"level {level} is not the argmax composition"
+    check_tree(hierarchy)
 
 
 def test_level_sizes_on_a_real_image(astronaut_hierarchy: Hierarchy) -> None:
@@ -75,7 +83,7 @@ def test_labels_at_the_images_own_resolution(segmenter: Segmenter) -> None:
     assert full.shape == img.shape[:2]
     crop = segmenter.run(img)  # centre crop of the shorter side
     assert crop.shape[0] == 300 and abs(crop.shape[1] - 300) <= 1  # crop box rounds to whole pixels
-    assert crop.provenance["input"]["parity_with_official"] is True
+    assert crop.provenance.input.parity_with_official is True
 
 
 def test_parent_children_and_lookups(astronaut_hierarchy: Hierarchy) -> None:
@@ -127,7 +135,7 @@ def test_json_round_trip(astronaut_hierarchy: Hierarchy) -> None:
     for level in range(h.num_levels):
         np.testing.assert_array_equal(back.labels(level), h.labels(level))
         np.testing.assert_allclose(back.mean_color(level), h.mean_color(level))
-    assert back.provenance == json.loads(json.dumps(h.provenance))
+    assert back.provenance == h.provenance and back.provenance is not None
     with pytest.raises(ValueError, match="not a CAST Explorer hierarchy"):
         Hierarchy.from_json(json.dumps({"format": "other"}))
 
@@ -144,6 +152,6 @@ def test_vanished_superpixel_ids_beyond_s_take_token_s_minus_1() -> None:
 def test_other_input_resolutions_run_and_are_labelled(segmenter: Segmenter) -> None:
     h = Segmenter(segmenter.model, input_config=InputConfig(size=320)).run(REAL_IMAGES["coffee"])
     check_tree(h)
-    assert h.provenance["input"]["size"] == 320
-    assert h.provenance["input"]["parity_with_official"] is False
+    assert h.provenance.input.size == 320
+    assert h.provenance.input.parity_with_official is False
     assert [len(h.segment_ids(level)) for level in range(1, 5)] == [64, 32, 16, 8]

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
+import cast
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -100,7 +102,7 @@ def test_registry_has_every_official_variant() -> None:
         assert name in MODEL_CONFIGS
     assert get_config("cast_base").embed_dim == 768
     assert get_config("cast_small_deep").depths == (6, 3, 3, 3)
-    with pytest.raises(KeyError, match="unknown CAST variant"):
+    with pytest.raises(cast.ConfigError, match="unknown CAST variant"):
         get_config("cast_huge")
 
 
@@ -148,3 +150,45 @@ def test_cuda_matches_cpu() -> None:
         cpu = model(images, labels)
         gpu = model.cuda()(images.cuda(), labels.cuda())
     torch.testing.assert_close(gpu.class_logits.cpu(), cpu.class_logits, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("builder", ["cast_small", "vit_conv_small"])
+def test_linear_kernels_agree_and_the_choice_is_visible(builder: str, astronaut: np.ndarray) -> None:
+    """oneDNN's kernel and PyTorch's default give the same forward (to float noise), same parameters and keys."""
+    from cast.image import InputConfig, prepare_input, to_tensor
+    from cast.model import build_vit, set_linear_kernel
+    from cast.model.linear import OneDnnLinear
+    from cast.superpixels import SuperpixelConfig, compute_superpixels
+
+    torch.manual_seed(0)
+    model = build_model(builder) if builder.startswith("cast") else build_vit(builder)
+    assert model.linear_kernel == "onednn"
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(type(m) is OneDnnLinear for m in linears)
+    pixels = prepare_input(astronaut, InputConfig()).pixels
+    x = to_tensor(pixels)
+    y = torch.from_numpy(compute_superpixels(pixels, SuperpixelConfig()))[None]
+    run = (lambda m: m(x, y).embedding) if builder.startswith("cast") else (lambda m: m.token_features(x))
+    keys, weight = list(model.state_dict()), linears[0].weight
+    with torch.inference_mode():
+        fast = run(model)
+        set_linear_kernel(model, "default")
+        plain = run(model)
+    assert model.linear_kernel == "default" and list(model.state_dict()) == keys
+    assert all(type(m) is torch.nn.Linear for m in model.modules() if isinstance(m, torch.nn.Linear))
+    assert any(m.weight is weight for m in model.modules() if isinstance(m, torch.nn.Linear))  # same parameters
+    torch.testing.assert_close(fast, plain, atol=1e-4, rtol=1e-4)
+    with pytest.raises(cast.ConfigError, match="linear kernel"):
+        set_linear_kernel(model, "fast")
+
+
+def test_training_runs_the_default_linear_kernel(tmp_path) -> None:
+    """The engine switches a model to PyTorch's own linear for training (autograd, CUDA, bf16 paths)."""
+    from cast.model import set_linear_kernel
+
+    model = set_linear_kernel(build_model("cast_tiny"), "default")
+    model.train()
+    x = torch.randn(2, 3, 224, 224)
+    y = torch.arange(28 * 28).reshape(1, 28, 28).repeat_interleave(8, 1).repeat_interleave(8, 2).expand(2, -1, -1) % 196
+    model(x, y).embedding.sum().backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad and n.startswith("blocks.0"))

@@ -17,7 +17,7 @@ def test_torch_hub_entry_points() -> None:
     model = torch.hub.load(str(REPO_ROOT), "cast_tiny", source="local")
     assert model.config.name == "cast_tiny" and not model.training
     pretrained = torch.hub.load(str(REPO_ROOT), "cast_base_moco_in1k", source="local", pretrained=False)
-    assert pretrained.config.name == "cast_base" and pretrained.pretrained_cfg["trained"] is False  # the architecture
+    assert pretrained.config.name == "cast_base" and pretrained.pretrained_cfg.trained is False  # the architecture
 
 
 @pytest.mark.slow

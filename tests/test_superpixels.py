@@ -164,8 +164,14 @@ def test_config_round_trip_and_description() -> None:
 
 
 def test_validate_accepts_astronaut(astronaut224: np.ndarray) -> None:
+    """A real photo passes for both methods, and the check is the one that refuses too few tokens."""
     for config in (SuperpixelConfig(), SuperpixelConfig.slic()):
-        validate_for_model(compute_superpixels(astronaut224, config), rgb=astronaut224)
+        labels = compute_superpixels(astronaut224, config)
+        assert validate_for_model(labels, rgb=astronaut224) is None  # accepted: no error
+        surviving = len(np.unique(labels[::8, ::8]))
+        assert surviving >= 65
+        with pytest.raises(SuperpixelError, match=f"only {surviving} distinct superpixels"):
+            validate_for_model(labels, rgb=astronaut224, min_tokens=surviving + 1)
 
 
 def test_validate_rejects_constant_image() -> None:

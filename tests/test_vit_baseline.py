@@ -25,7 +25,10 @@ from cast.weights.vit import convert_vit_checkpoint, infer_vit_config, load_vit_
 from reference import IMAGENET_MEAN, IMAGENET_STD, load_reference, metadata, read_manifest, tiny_vit_config, vit_fixtures
 
 FEATURE_TOL = 1e-4
-MIN_AGREEMENT = 0.999
+# Pixels between two bilinearly upsampled tokens are near ties: on a held-out image of this format, 1e-6
+# noise on the stored features alone moves 0.3 % of level-1 pixels. So: exact labels from the stored
+# features (the clustering itself), and >= 99 % from our own features (2e-6 off), above that noise floor.
+MIN_AGREEMENT = 0.99
 
 
 def test_folder_holds_fixtures(vit_path: Path) -> None:
@@ -63,7 +66,7 @@ def test_token_features_and_hierarchy_match_the_official_notebook(path: Path, ti
         features = tiny_vit.token_features(fx["image"])
     error = (features - fx["token_features"]).abs().max().item()
     assert error <= FEATURE_TOL, f"token features differ by {error:.3g}"
-    # from our features: every level has the official segment count and >= 99.9 % identical pixels
+    # from our features: every level has the official segment count and >= 99 % identical pixels
     ours = _level_labels(*kmeans_hierarchy(features[0], seed=seed))
     for level, (mine, ref) in enumerate(zip(ours, fx["labels"][0].long())):
         assert int(mine.max()) + 1 == int(ref.max()) + 1, f"level {level + 1}: segment counts differ"
@@ -97,7 +100,7 @@ def test_segmenter_gives_an_ordinary_hierarchy(path: Path, tiny_vit) -> None:
     assert np.array_equal(h.labels(0), h.labels(1))  # level 0 is the 64-level clusters themselves
     record = h.segment(2, int(h.segment_ids(2)[0]))
     assert record.parent is not None and record.parent_confidence is None  # k-means has no soft assignment
-    assert h.provenance["superpixels"]["method"] == "vit_kmeans" and "ViT baseline" in h.provenance["superpixels"]["description"]
+    assert h.provenance.grouping.method == "vit_kmeans" and "ViT baseline" in h.provenance.grouping.description
     # every view, the tree figure and the exports work on it unchanged
     for view in ("fill", "boundary_map", "confidence", "all_boundaries"):
         assert render(h, view, 2).shape == (*h.shape, 3)
@@ -139,7 +142,7 @@ def test_full_size_official_layouts_load(vit_path: Path, tmp_path: Path, name: s
     assert isinstance(back, cast.model.VitBaseline) and back.config == model.config
     assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), model.state_dict().values()))
     with pytest.raises(CheckpointError, match="ViT baseline"):
-        cast.load_checkpoint(converted)  # the CAST loader says what the file is instead of failing obscurely
+        cast.weights.load_checkpoint(converted)  # the CAST loader says what the file is instead of failing obscurely
 
 
 def test_cli_segments_with_the_vit_baseline(tmp_path: Path, tiny_vit, capsys) -> None:

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 from ..image import InputConfig
 from ..segmenter import Segmenter
-from ..superpixels import METHODS, SuperpixelConfig
+from ..superpixels import METHODS
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -32,11 +31,5 @@ def segmenter_from_args(args: argparse.Namespace, mode: str = "center_crop") -> 
         spec = choice.spec
         print(f"model: {spec} ({choice.reason}; --model chooses another)", file=sys.stderr)
     model = load_model(spec)
-    recorded = getattr(model, "pretrained_cfg", {}).get("superpixels") or SuperpixelConfig.official()
-    superpixels = recorded
-    if args.superpixels is not None or args.num_superpixels is not None:
-        superpixels = dataclasses.replace(recorded, method=args.superpixels or recorded.method,
-                                          num_superpixels=args.num_superpixels or recorded.num_superpixels)
-    inputs = InputConfig(size=model.config.img_size, mode=mode)
-    cfg = model.pretrained_cfg
-    return Segmenter(model, superpixels, inputs, provenance={"checkpoint": cfg.get("zoo_name") or cfg.get("source") or spec})
+    return Segmenter(model, args.superpixels, InputConfig(size=model.config.img_size, mode=mode),
+                     num_superpixels=args.num_superpixels)

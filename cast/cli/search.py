@@ -44,10 +44,7 @@ def search_collection(out_dir: Path, image: str, level: int, x: float, y: float,
         raise CastError(f"no image {image!r} in the collection {out_dir}")
     position = matches[0]
     hierarchy = Hierarchy.from_json((Path(out_dir) / items[position]["stem"] / "hierarchy.json").read_text())
-    try:
-        segment = hierarchy.segment_at_original(level, x, y)
-    except IndexError as err:
-        raise CastError(f"{image}: {err}") from err
+    segment = hierarchy.segment_at_original(level, x, y)  # OutOfRangeError names the image
     return index.search(position, level, segment, top_k)
 
 

@@ -145,8 +145,8 @@ def _segment_main(args: argparse.Namespace) -> int:
 
         if torch.cuda.is_available():  # one GPU per process
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
-            segmenter = Segmenter(segmenter.model.to(device), segmenter.superpixel_config, segmenter.input_config,
-                                  device=device, provenance=segmenter.provenance)
+            segmenter = segmenter.replace(model=segmenter.model.to(device), device=device,
+                                          superpixels=segmenter.superpixel_config)
     rows = run_segment(paths, args.out, segmenter, zip_outputs=args.zip, batch_size=args.batch_size,
                        stability=args.stability, rank=rank, world_size=world_size)
     if world_size > 1:

@@ -61,8 +61,7 @@ def perturbed_hierarchy(segmenter: Segmenter, rgb: np.ndarray, perturbation: Per
         if config is None:  # the ViT baseline has no superpixels: nothing to vary
             return segmenter.run(rgb)
         count = max(config.num_superpixels // 2, config.num_superpixels + int(perturbation.value))
-        run = Segmenter(segmenter.model, dataclasses.replace(config, num_superpixels=count), segmenter.input_config,
-                        device=segmenter.device, max_output_pixels=segmenter.max_output_pixels)
+        run = segmenter.replace(num_superpixels=count)
     else:
         raise ValueError(f"unknown perturbation {kind!r}")
     hierarchy = run.run(image)

@@ -76,7 +76,7 @@ def collection_scores(collection: Collection, masks: Mapping[str, str | Path], *
         if path is None:
             continue
         try:
-            original = item.hierarchy.provenance.get("input", {}).get("original_hw")  # checked from the header
+            original = getattr(getattr(item.hierarchy.provenance, "input", None), "original_hw", None)  # header check
             expected = None if original is None else (int(original[1]), int(original[0]))
             gt = align_ground_truth(load_label_mask(path, expected_size=expected), item.hierarchy)
         except ValueError as err:

@@ -190,14 +190,13 @@ def align_ground_truth(gt_full: np.ndarray, hierarchy: Hierarchy) -> np.ndarray:
     gt_full = np.asarray(gt_full)
     if gt_full.ndim != 2:
         raise ValueError(f"ground truth must be an (H, W) label mask, got shape {gt_full.shape}")
-    info = hierarchy.provenance.get("input", {})
-    box, original = info.get("crop_box_xyxy"), info.get("original_hw")
-    if box is None:
+    if hierarchy.provenance is None:
         if gt_full.shape == hierarchy.shape:
             return gt_full
-        raise ValueError("the hierarchy records no crop box (provenance['input']['crop_box_xyxy']); "
+        raise ValueError("the hierarchy records no provenance (no crop box); "
                          f"cannot align a {gt_full.shape} mask to its {hierarchy.shape} label maps")
-    if original is not None and tuple(original) != gt_full.shape:
+    box, original = hierarchy.provenance.input.crop_box_xyxy, hierarchy.provenance.input.original_hw
+    if tuple(original) != gt_full.shape:
         raise ValueError(f"ground truth is {gt_full.shape[1]}x{gt_full.shape[0]} but the segmented image was "
                          f"{original[1]}x{original[0]}: the mask must belong to the same image")
     x0, y0, x1, y1 = (int(v) for v in box)

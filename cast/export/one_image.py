@@ -77,7 +77,7 @@ def export_provenance(hierarchy: Hierarchy, extra: dict[str, Any] | None = None)
     """The hierarchy's provenance plus `extra`, image size, levels, export date and format version."""
     height, width = hierarchy.shape
     return {
-        **hierarchy.provenance,
+        **(hierarchy.provenance.to_dict() if hierarchy.provenance is not None else {}),
         **(extra or {}),
         "image_size": {"height": int(height), "width": int(width)},
         "num_levels": hierarchy.num_levels,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Sequence
 
@@ -18,6 +18,8 @@ import networkx as nx
 import numpy as np
 from scipy import ndimage
 
+from ..errors import HierarchyError, OutOfRangeError
+from .provenance import SegmentationProvenance
 from .records import SegmentRecord, node_id
 
 ROOT_ID = "image"
@@ -57,7 +59,7 @@ class Hierarchy:
     runner_up_prob: tuple[np.ndarray, ...]
     sizes: tuple[int, ...]  # id-space size per level: (n superpixels, K_1, ..., K_L)
     image: np.ndarray | None = None
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: SegmentationProvenance | None = None  # what produced it (set by Segmenter)
     base_name: str = "superpixels"  # what level 0 is: CAST's superpixels, or the ViT baseline's k-means clusters
     stability: tuple[np.ndarray, ...] | None = None  # per level, per segment id: mean IoU under perturbations
 
@@ -65,7 +67,7 @@ class Hierarchy:
         """A copy carrying a stability score per segment of every level (cast.collection.stability)."""
         scores = tuple(np.asarray(s, dtype=np.float64) for s in scores)
         if [len(s) for s in scores] != list(self.sizes):
-            raise ValueError(f"stability scores of sizes {[len(s) for s in scores]} do not fit the levels {self.sizes}")
+            raise HierarchyError(f"stability scores of sizes {[len(s) for s in scores]} do not fit the levels {self.sizes}")
         return replace(self, stability=scores)
 
     # ---------------------------------------------------------------- construction
@@ -76,7 +78,7 @@ class Hierarchy:
         logits: Sequence[np.ndarray],
         *,
         image: np.ndarray | None = None,
-        provenance: dict[str, Any] | None = None,
+        provenance: SegmentationProvenance | None = None,
     ) -> "Hierarchy":
         """Build from one image's assignment logits: logits[l] is (S_l, K_{l+1}) (spec §4).
 
@@ -85,7 +87,7 @@ class Hierarchy:
         """
         superpixels = np.ascontiguousarray(superpixels)
         if superpixels.ndim != 2:
-            raise ValueError(f"superpixels must be (H, W), got {superpixels.shape}")
+            raise HierarchyError(f"superpixels must be (H, W), got {superpixels.shape}")
         num_superpixels = int(superpixels.max()) + 1
         parents, probs, runners, runner_probs = [], [], [], []
         for level, lg in enumerate(logits):
@@ -113,7 +115,7 @@ class Hierarchy:
             runner_up_prob=tuple(runner_probs),
             sizes=(num_superpixels, *(int(np.asarray(lg).shape[1]) for lg in logits)),
             image=image,
-            provenance=dict(provenance or {}),
+            provenance=provenance,
         )
 
     @classmethod
@@ -123,7 +125,7 @@ class Hierarchy:
         parents: Sequence[np.ndarray],
         *,
         image: np.ndarray | None = None,
-        provenance: dict[str, Any] | None = None,
+        provenance: SegmentationProvenance | None = None,
         base_name: str = "superpixels",
     ) -> "Hierarchy":
         """Build from hard assignments: parents[l][k] is the level-(l+1) segment of level-l segment k.
@@ -136,11 +138,11 @@ class Hierarchy:
         sizes = [int(base_labels.max()) + 1]
         for pa in arrays:
             if len(pa) != sizes[-1]:
-                raise ValueError(f"parents of level {len(sizes) - 1} map {len(pa)} ids, the level has {sizes[-1]}")
+                raise HierarchyError(f"parents of level {len(sizes) - 1} map {len(pa)} ids, the level has {sizes[-1]}")
             sizes.append(int(pa.max()) + 1)
         unknown = tuple(np.full(len(pa), np.nan) for pa in arrays)
         return cls(base_labels.astype(np.int32, copy=False), arrays, unknown, arrays, unknown, tuple(sizes),
-                   image=image, provenance=dict(provenance or {}), base_name=base_name)
+                   image=image, provenance=provenance, base_name=base_name)
 
     # ---------------------------------------------------------------- shape of the tree
     @property
@@ -194,31 +196,30 @@ class Hierarchy:
         """Segment under pixel column x, row y."""
         h, w = self.shape
         if not (0 <= x < w and 0 <= y < h):
-            raise IndexError(f"pixel ({x}, {y}) outside the {w}x{h} image")
+            raise OutOfRangeError(f"pixel ({x}, {y}) outside the {w}x{h} image")
         return int(self.labels(level)[y, x])
 
     def segment_at_original(self, level: int, x: float, y: float) -> int:
         """Segment under pixel (x, y) of the ORIGINAL image (before cropping / resizing for the model)."""
-        info = self.provenance.get("input", {})
-        box = info.get("crop_box_xyxy")
-        if box is None:
+        if self.provenance is None:  # no record of a crop: the label maps cover the image as given
             return self.segment_at(level, int(x), int(y))
-        x0, y0, x1, y1 = box
+        x0, y0, x1, y1 = self.provenance.input.crop_box_xyxy
         if not (x0 <= x < x1 and y0 <= y < y1):
-            raise IndexError(f"pixel ({x:g}, {y:g}) lies outside the part of the image the model saw ({x0},{y0})-({x1},{y1})")
+            name = f"{self.provenance.source_name}: " if self.provenance.source_name else ""
+            raise OutOfRangeError(f"{name}pixel ({x:g}, {y:g}) lies outside the part of the image the model saw ({x0},{y0})-({x1},{y1})")
         h, w = self.shape
         return self.segment_at(level, min(w - 1, int((x - x0) * w / (x1 - x0))), min(h - 1, int((y - y0) * h / (y1 - y0))))
 
     def parent_of(self, level: int, segment: int) -> int | None:
         """Parent id at level+1, or None at the coarsest level."""
-        self._check_level(level)
+        self._check_segment(level, segment)
         if level == self.num_levels - 1:
             return None
         return int(self.parents[level][segment])
 
     def children_of(self, level: int, segment: int) -> list[int]:
         """Present children ids at level-1 (empty for superpixels)."""
-        self._check_level(level)
+        self._check_segment(level, segment)
         if level == 0:
             return []
         present = self.stats(level - 1).area > 0
@@ -240,10 +241,6 @@ class Hierarchy:
             frontier = np.flatnonzero(mask).tolist()
             out.extend((finer, k) for k in frontier)
         return out
-
-    def superpixel_members(self, level: int, segment: int) -> np.ndarray:
-        """Superpixel ids that make up a segment."""
-        return np.flatnonzero(self._superpixel_to_level[level] == segment)
 
     def mask(self, level: int, segment: int) -> np.ndarray:
         """(H, W) bool mask of one segment."""
@@ -324,6 +321,7 @@ class Hierarchy:
 
     def segment(self, level: int, segment: int) -> SegmentRecord:
         """The typed record of one segment: geometry, parent (and runner-up) with probabilities, children."""
+        self._check_segment(level, segment)
         st = self.stats(level)
         parent = self.parent_of(level, segment)
         colors = self.mean_color(level)
@@ -372,14 +370,14 @@ class Hierarchy:
 
     # ---------------------------------------------------------------- checks and I/O
     def check_invariants(self) -> None:
-        """Raise AssertionError if any pixel's coarser segment is not the parent of its finer one."""
+        """Raise HierarchyError if any pixel's coarser segment is not the parent of its finer one."""
         for level in range(self.num_levels - 1):
             fine, coarse = self.labels(level), self.labels(level + 1)
             if not np.array_equal(self.parents[level][fine], coarse):
-                raise AssertionError(f"level {level + 1} labels disagree with the parents of level {level}")
+                raise HierarchyError(f"level {level + 1} labels disagree with the parents of level {level}")
         for level in range(self.num_levels):
             if int(self.stats(level).area.sum()) != self.superpixels.size:
-                raise AssertionError(f"areas of level {level} do not add up to the image")
+                raise HierarchyError(f"areas of level {level} do not add up to the image")
 
     def to_json(self) -> str:
         """Lossless JSON: the superpixel map (zlib + base64) and the per-level parent arrays."""
@@ -393,7 +391,7 @@ class Hierarchy:
             "runner_up": [p.tolist() for p in self.runner_up],
             "runner_up_prob": [_nan_to_none(p) for p in self.runner_up_prob],
             "sizes": list(self.sizes),
-            "provenance": self.provenance,
+            "provenance": None if self.provenance is None else self.provenance.to_dict(),
             "base_name": self.base_name,
             "stability": None if self.stability is None else [_nan_to_none(p) for p in self.stability],
         }
@@ -402,9 +400,12 @@ class Hierarchy:
     @classmethod
     def from_json(cls, text: str, image: np.ndarray | None = None) -> "Hierarchy":
         """Inverse of :meth:`to_json` (the image is not stored; pass it back if needed)."""
-        data = json.loads(text)
-        if data.get("format") != JSON_FORMAT:
-            raise ValueError(f"not a CAST Explorer hierarchy (format {data.get('format')!r})")
+        try:
+            data = json.loads(text)
+        except ValueError as err:
+            raise HierarchyError(f"not a CAST Explorer hierarchy (invalid JSON: {err})") from err
+        if not isinstance(data, dict) or data.get("format") != JSON_FORMAT:
+            raise HierarchyError(f"not a CAST Explorer hierarchy (format {data.get('format') if isinstance(data, dict) else None!r})")
         raw = zlib.decompress(base64.b64decode(data["superpixels"]))
         sp = np.frombuffer(raw, dtype=np.int32).reshape(data["shape"]).copy()
         as_arrays = lambda key, dt: tuple(np.asarray([np.nan if v is None else v for v in p], dtype=dt)  # noqa: E731
@@ -417,14 +418,19 @@ class Hierarchy:
             runner_up_prob=as_arrays("runner_up_prob", np.float64),
             sizes=tuple(data["sizes"]),
             image=image,
-            provenance=data.get("provenance", {}),
+            provenance=SegmentationProvenance.from_dict(data["provenance"]) if data.get("provenance") else None,
             base_name=data.get("base_name", "superpixels"),
             stability=as_arrays("stability", np.float64) if data.get("stability") is not None else None,
         )
 
     def _check_level(self, level: int) -> None:
         if not 0 <= level < self.num_levels:
-            raise IndexError(f"level {level} outside 0..{self.num_levels - 1}")
+            raise OutOfRangeError(f"level {level} outside 0..{self.num_levels - 1}")
+
+    def _check_segment(self, level: int, segment: int) -> None:
+        self._check_level(level)
+        if not 0 <= segment < self.sizes[level]:
+            raise OutOfRangeError(f"segment {segment} outside level {level}'s ids 0..{self.sizes[level] - 1}")
 
 
 def _known(value: float) -> float | None:

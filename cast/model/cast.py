@@ -10,7 +10,7 @@ from torch import nn
 
 from .config import CastConfig
 from .embed import conv_stem, labels_to_grid, resize_pos_grid, segment_mean, sincos_pos_table
-from .linear import use_fast_linear
+from .linear import set_linear_kernel
 from .pooling import GraphPooling
 
 
@@ -86,7 +86,7 @@ class Cast(nn.Module):
     Each transformer block is stored once as `blocks.{j}` (global index j); stage l uses a slice.
     """
 
-    def __init__(self, config: CastConfig) -> None:
+    def __init__(self, config: CastConfig, *, linear_kernel: str = "onednn") -> None:
         super().__init__()
         self.config = config
         dim = config.embed_dim
@@ -116,7 +116,7 @@ class Cast(nn.Module):
         else:
             self.norm = norm(dim)
         self.head = nn.Linear(dim, config.num_classes) if config.num_classes > 0 else None
-        use_fast_linear(self)  # oneDNN's kernel for CPU inference; F.linear otherwise (cast/model/linear.py)
+        set_linear_kernel(self, linear_kernel)  # "onednn": oneDNN's CPU inference kernel (cast/model/linear.py)
         # The last pooling layer never receives a gradient: frozen, as the official constructors do (§2.7).
         if not config.block_fusion:
             for p in self.pools[-1].parameters():
@@ -197,9 +197,11 @@ class Cast(nn.Module):
         return result
 
 
-def build_model(config: CastConfig | str, **overrides) -> Cast:
-    """A randomly initialised CAST in eval mode, from a config or a registered variant name."""
+def build_model(config: CastConfig | str, *, linear_kernel: str = "onednn", **overrides) -> Cast:
+    """A randomly initialised CAST in eval mode, from a config or a registered variant name.
+
+    `linear_kernel` is "onednn" (oneDNN's CPU inference kernel) or "default" (cast/model/linear.py)."""
     from .config import get_config
 
     cfg = get_config(config, **overrides) if isinstance(config, str) else config.with_(**overrides)
-    return Cast(cfg).eval()
+    return Cast(cfg, linear_kernel=linear_kernel).eval()

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class CastConfig:
@@ -27,13 +29,13 @@ class CastConfig:
 
     def __post_init__(self) -> None:
         if len(self.depths) != len(self.num_clusters):
-            raise ValueError("depths and num_clusters need one entry per stage")
+            raise ConfigError("depths and num_clusters need one entry per stage")
         if self.embed_dim % 8 or self.embed_dim % self.num_heads or self.embed_dim % self.pool_num_heads:
-            raise ValueError(f"embed_dim {self.embed_dim} must divide by 8 and by the head counts")
+            raise ConfigError(f"embed_dim {self.embed_dim} must divide by 8 and by the head counts")
         if self.pos_embed not in ("sincos", "learned"):
-            raise ValueError(f"pos_embed must be 'sincos' or 'learned', got {self.pos_embed!r}")
+            raise ConfigError(f"pos_embed must be 'sincos' or 'learned', got {self.pos_embed!r}")
         if list(self.num_clusters) != sorted(self.num_clusters, reverse=True):
-            raise ValueError("num_clusters must decrease from stage to stage")
+            raise ConfigError("num_clusters must decrease from stage to stage")
 
     @property
     def grid_size(self) -> int:
@@ -55,7 +57,7 @@ class CastConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"unknown CastConfig fields: {sorted(unknown)}")
+            raise ConfigError(f"unknown CastConfig fields: {sorted(unknown)}")
         fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**fixed)
 
@@ -127,6 +129,6 @@ MODEL_CONFIGS: dict[str, Callable[[], CastConfig]] = {
 def get_config(name: str, **overrides) -> CastConfig:
     """Look up a variant by name, optionally overriding fields (e.g. num_classes=0)."""
     if name not in MODEL_CONFIGS:
-        raise KeyError(f"unknown CAST variant {name!r}; known: {', '.join(sorted(MODEL_CONFIGS))}")
+        raise ConfigError(f"unknown CAST variant {name!r}; known: {', '.join(sorted(MODEL_CONFIGS))}")
     cfg = MODEL_CONFIGS[name]()
     return cfg.with_(**overrides) if overrides else cfg

@@ -1,21 +1,34 @@
-"""nn.Linear with oneDNN's CPU kernel for inference: the same parameters and results, about twice the speed.
+"""The linear-layer kernel of a model: PyTorch's default, or oneDNN's CPU kernel for inference.
 
 On CPU in float32, PyTorch's default linear (a BLAS sgemm) reaches about half of what oneDNN's kernel does
-on the token counts CAST runs (17 to 197 rows): CAST-S's forward drops from ~44 ms to ~30 ms on 2 cores
-(benchmarks/bench_forward.py). `FastLinear` uses that kernel (`torch.ops.mkldnn._linear_pointwise`, the
-op PyTorch's own compiler emits for CPU) only where it is safe: CPU, float32, no autograd. Everything
-else — training, CUDA, other dtypes, a PyTorch without the op — is the ordinary F.linear. Results agree
-with F.linear to ~1e-6 (tests/test_model.py).
+on the token counts CAST runs (17 to 197 rows): CAST-S's forward drops from ~44 ms to ~28 ms on 2 cores
+(benchmarks/bench_forward.py). The choice is the model's, explicit and visible: `model.linear_kernel` is
+"onednn" or "default", and `set_linear_kernel(model, kernel)` switches it by replacing the model's
+`nn.Linear` modules (timm's blocks included) with modules of the other kind that share the same
+parameters, so state-dict keys, optimizers and results stay the same. Models are built with "onednn"
+(inference is what the library does most); the training engine switches to "default".
+
+Even when chosen, `OneDnnLinear` runs oneDNN's op (`torch.ops.mkldnn._linear_pointwise`, the op PyTorch's
+own compiler emits for CPU) only where it is safe: CPU, float32, no autograd, and a PyTorch whose op
+exists and agrees with F.linear. Anything else goes through F.linear. Both kernels agree to ~1e-6
+(tests/test_model.py).
 """
 from __future__ import annotations
+
+from functools import cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 
-def _onednn_linear_works() -> bool:
-    """Whether this PyTorch has the oneDNN linear op and it agrees with F.linear (checked once, at import)."""
+LINEAR_KERNELS = ("onednn", "default")
+
+
+@cache
+def onednn_linear_available() -> bool:
+    """Whether this PyTorch has the oneDNN linear op and it agrees with F.linear (checked once per process)."""
     try:
         op = torch.ops.mkldnn._linear_pointwise
         gen = torch.Generator().manual_seed(0)
@@ -26,19 +39,16 @@ def _onednn_linear_works() -> bool:
         return False
 
 
-ONEDNN_LINEAR = _onednn_linear_works()
-
-
-class FastLinear(nn.Linear):
+class OneDnnLinear(nn.Linear):
     """An nn.Linear (same parameters, same state-dict keys) that runs oneDNN's kernel for CPU inference."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fast = (
-            ONEDNN_LINEAR
-            and x.device.type == "cpu"
+            x.device.type == "cpu"
             and x.dtype == torch.float32
             and self.weight.dtype == torch.float32
             and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad))
+            and onednn_linear_available()
         )
         if not fast:
             return F.linear(x, self.weight, self.bias)
@@ -47,9 +57,24 @@ class FastLinear(nn.Linear):
         return out.reshape(*x.shape[:-1], out.shape[-1])
 
 
-def use_fast_linear(module: nn.Module) -> nn.Module:
-    """Turn every plain nn.Linear inside `module` (timm's blocks included) into a FastLinear, in place."""
-    for sub in module.modules():
-        if type(sub) is nn.Linear:
-            sub.__class__ = FastLinear
+_KERNEL_CLASSES = {"onednn": OneDnnLinear, "default": nn.Linear}
+
+
+def set_linear_kernel(module: nn.Module, kernel: str) -> nn.Module:
+    """Run every linear layer inside `module` with `kernel` ("onednn" or "default"); returns `module`.
+
+    Each nn.Linear is replaced by a module of the chosen class holding the very same parameters, and
+    `module.linear_kernel` records the choice."""
+    if kernel not in _KERNEL_CLASSES:
+        raise ConfigError(f"linear kernel must be one of {LINEAR_KERNELS}, got {kernel!r}")
+    target = _KERNEL_CLASSES[kernel]
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) in (nn.Linear, OneDnnLinear) and type(child) is not target:
+                replacement = target(child.in_features, child.out_features, bias=child.bias is not None, device="meta")
+                replacement.weight = child.weight
+                replacement.bias = child.bias
+                replacement.train(child.training)
+                setattr(parent, name, replacement)
+    module.linear_kernel = kernel
     return module

@@ -3,7 +3,7 @@
 Patch-16 convolutional stem, a zero cls position plus the fixed 2D sin-cos table of the 14 x 14 grid,
 timm pre-norm blocks (depth 11: the conv stem replaces one block), a final norm. Parameter names follow
 the official checkpoints (`patch_embed.proj.*`, `blocks.{j}.*`, `norm.*`) so they load after stripping
-the MoCo prefixes. The hierarchy of the comparison clusters `token_features` (cast.baselines.vit_kmeans).
+the MoCo prefixes. The hierarchy of the comparison clusters `token_features` (cast.hierarchy.kmeans).
 """
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import torch
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from ..errors import ConfigError
 from .embed import conv_stem, sincos_pos_table
-from .linear import use_fast_linear
+from .linear import set_linear_kernel
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class VitConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ValueError(f"unknown VitConfig fields: {sorted(unknown)}")
+            raise ConfigError(f"unknown VitConfig fields: {sorted(unknown)}")
         return cls(**data)
 
     def with_(self, **changes) -> "VitConfig":
@@ -61,7 +62,7 @@ VIT_CONFIGS = {
 class VitBaseline(nn.Module):
     """MoCo-v3 ViT with a conv stem; `token_features` is what the official notebook clusters (§10.2)."""
 
-    def __init__(self, config: VitConfig) -> None:
+    def __init__(self, config: VitConfig, *, linear_kernel: str = "onednn") -> None:
         super().__init__()
         self.config = config
         dim = config.embed_dim
@@ -75,7 +76,7 @@ class VitBaseline(nn.Module):
             Block(dim, config.num_heads, config.mlp_ratio, qkv_bias=True, norm_layer=norm) for _ in range(config.depth)
         )
         self.norm = norm(dim)
-        use_fast_linear(self)  # oneDNN's kernel for CPU inference (cast/model/linear.py)
+        set_linear_kernel(self, linear_kernel)  # "onednn": oneDNN's CPU inference kernel (cast/model/linear.py)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 3, 224, 224) normalised -> (B, 197, C): cls + patch tokens after the last block."""
@@ -94,10 +95,10 @@ class VitBaseline(nn.Module):
         return self.norm(self.encode(images))[:, 0]
 
 
-def build_vit(config: VitConfig | str, **overrides) -> VitBaseline:
+def build_vit(config: VitConfig | str, *, linear_kernel: str = "onednn", **overrides) -> VitBaseline:
     """A randomly initialised ViT baseline in eval mode, from a config or a registered name."""
     if isinstance(config, str):
         if config not in VIT_CONFIGS:
-            raise KeyError(f"unknown ViT baseline {config!r}; known: {', '.join(VIT_CONFIGS)}")
+            raise ConfigError(f"unknown ViT baseline {config!r}; known: {', '.join(VIT_CONFIGS)}")
         config = VIT_CONFIGS[config]
-    return VitBaseline(config.with_(**overrides) if overrides else config).eval()
+    return VitBaseline(config.with_(**overrides) if overrides else config, linear_kernel=linear_kernel).eval()

@@ -57,9 +57,12 @@ def load_base(config: TrainConfig) -> BaseModel:
     """Load `config.checkpoint` (path or zoo name; a zoo model that cannot be had is an error, never replaced)."""
     if config.checkpoint is None:
         return BaseModel(None, f"none (random init {config.variant})")
-    from cast.weights.hub import load_cast  # network only for zoo names
+    from cast.weights import load_checkpoint
+    from cast.weights.hub import load_pretrained  # network only for zoo names
+    from cast.weights.zoo import ZOO
 
-    loaded = load_cast(config.checkpoint)
+    name = str(config.checkpoint)
+    loaded = load_pretrained(name) if name in ZOO else load_checkpoint(config.checkpoint)
     notes = [] if loaded.trained else ["the base checkpoint is an UNTRAINED placeholder"]
     return BaseModel(loaded, str(config.checkpoint), notes)
 

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from cast.datasets import DatasetReport
 from cast.errors import DatasetError, TrainingError
+from cast.model import set_linear_kernel
 from cast.weights.format import CheckpointMetadata, Provenance
 
 from .common import STATE_FORMAT, run_files
@@ -143,6 +144,7 @@ class _Run:
         self.config, self.device, self.ctx = config, device, ctx
         self.job = build_job(config, ctx.world_size, str(device))
         self.job.model.to(device)
+        set_linear_kernel(self.job.module, "default")  # training runs PyTorch's own linear (cast/model/linear.py)
         if ctx.world_size > 1 and device.type == "cuda" and config.kind != "probe":
             torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.job.module)  # as official MoCo; in place
         if ctx.world_size > 1:

@@ -2,7 +2,7 @@
 
 Module names follow the official checkpoints: `projector` holds `base_encoder.head.{0..7}` (Linear ->
 BN -> ReLU twice, Linear -> BN without affine), `predictor` holds `predictor.{0..4}`, so the `extras`
-of `cast.checkpoints.load_checkpoint` load with `strict=True`. Keys are gathered from all processes
+of `cast.weights.load_checkpoint` load with `strict=True`. Keys are gathered from all processes
 under DDP (targets offset by rank x N); on one process they are the local batch.
 """
 from __future__ import annotations

@@ -173,7 +173,7 @@ def load_vit_pretrained(ref: ModelRef, **options) -> "VitBaseline":
     if entry.kind != "vit":
         raise CheckpointError(f"{entry.name} is not a ViT baseline")
     model = load_vit_checkpoint(fetch_pretrained(entry, **options))
-    model.pretrained_cfg["zoo_name"] = entry.name
+    model.pretrained_cfg = model.pretrained_cfg.from_zoo(entry.name)
     return model
 
 
@@ -186,19 +186,10 @@ def load_pretrained(ref: ModelRef, **options) -> LoadedCheckpoint:
     path = fetch_pretrained(entry, **options)
     loaded = load_checkpoint(path)
     loaded.report += f" Official file {entry.url_id}, converted once to {path} (backbone only)."
+    loaded.model.pretrained_cfg = loaded.model.pretrained_cfg.from_zoo(name)
     return loaded
 
 
-def load_cast(name_or_path: str | Path, **options) -> LoadedCheckpoint:
-    """A published CAST checkpoint by zoo name (see load_pretrained), or any CAST checkpoint file."""
-    from .zoo import ZOO
-
-    if str(name_or_path) in ZOO:
-        return load_pretrained(str(name_or_path), **options)
-    return load_checkpoint(name_or_path)
-
-
-# ------------------------------------------------------------------------------------------ steps
 def _loadable(ref: ModelRef) -> ZooEntry:
     entry = _entry(ref)
     if not entry.loadable:

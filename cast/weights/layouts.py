@@ -69,7 +69,7 @@ def infer_config(state_dict: Mapping[str, torch.Tensor]) -> CastConfig:
     if not stages:
         raise NotCastCheckpointError(
             "this is not a CAST checkpoint: it has no graph-pooling layers (pool1..pool4). "
-            "ViT baselines such as vit_conv_small load with cast.create_model('vit_conv_small', checkpoint_path=...)."
+            "ViT baselines such as vit_conv_small load with cast.load_model(path)."
         )
     depths = _infer_depths(state, len(stages), width)
     pos_kind = "sincos" if "pe_token" in state else "learned"

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..errors import CheckpointError, NotCastCheckpointError
+from ..errors import CheckpointError, ConfigError, NotCastCheckpointError
 from ..model import Cast, CastConfig, build_model, get_config
 from ..superpixels import SuperpixelConfig
 from .classes import imagenet_class_names
@@ -26,6 +26,7 @@ from .format import (
     parse_metadata,
     save_cast_checkpoint,
 )
+from .pretrained_cfg import PretrainedCfg, from_file
 from .layouts import detect_layout, infer_config, is_tensor_dict, map_keys, moco_extras
 from .reading import first_line, read_checkpoint_file
 
@@ -59,20 +60,11 @@ class LoadedCheckpoint:
             return self.metadata.superpixels
         return SuperpixelConfig.deit() if self.layout == "deit" else SuperpixelConfig.official()
 
-    def pretrained_cfg(self) -> dict[str, Any]:
+    def pretrained_cfg(self) -> PretrainedCfg:
         """What a model built from this file carries as `model.pretrained_cfg` (the timm habit)."""
-        prov = self.metadata.provenance if self.metadata is not None else None
-        return {
-            "source": str(self.source),
-            "layout": self.layout,
-            "architecture": self.config.name,
-            "trained": self.trained,
-            "data": prov.data if prov is not None else "",
-            "parent_checkpoint": prov.parent_checkpoint if prov is not None else None,
-            "superpixels": self.superpixels,
-            "has_classifier": self.has_classifier,
-            "class_names": self.class_names,
-        }
+        return from_file(self.source, architecture=self.config.name, layout=self.layout, metadata=self.metadata,
+                         superpixels=self.superpixels, has_classifier=self.has_classifier,
+                         class_names=self.class_names)
 
     def describe(self) -> str:
         """One line for a UI: variant, layout, classifier or not, and untrained if so."""
@@ -118,8 +110,8 @@ def load_checkpoint(path: str | Path, *, config: CastConfig | str | None = None)
     if config is not None:
         try:
             cfg = get_config(config) if isinstance(config, str) else config
-        except KeyError as err:
-            raise CheckpointError(str(err.args[0])) from err
+        except ConfigError as err:
+            raise CheckpointError(str(err)) from err
     elif isinstance(inferred, CheckpointError):
         raise type(inferred)(f"{path}: {inferred}")
     else:
@@ -137,11 +129,13 @@ def load_checkpoint(path: str | Path, *, config: CastConfig | str | None = None)
     if layout == "deit" and cfg.num_classes == 1000:
         class_names = imagenet_class_names()
     report = _report(layout, cfg, has_classifier, epoch, arch, notes, metadata, extras)
-    return LoadedCheckpoint(
+    loaded = LoadedCheckpoint(
         model=model, config=cfg, layout=layout, source=path, report=report, has_classifier=has_classifier,
         missing_keys=missing_by_design, extras=extras, epoch=epoch, arch=arch, class_names=class_names,
         metadata=metadata,
     )  # fmt: skip
+    model.pretrained_cfg = loaded.pretrained_cfg()
+    return loaded
 
 
 def _parse_ours(path: Path, header: Mapping[str, Any]) -> tuple[CastConfig, CheckpointMetadata, str]:
@@ -151,7 +145,7 @@ def _parse_ours(path: Path, header: Mapping[str, Any]) -> tuple[CastConfig, Chec
         raise CheckpointError(f"{path}: {err}") from err
     if not isinstance(config, CastConfig):
         raise NotCastCheckpointError(f"{path} holds a ViT baseline ({config.name}), not CAST: load it with "
-                              f"cast.create_model({config.name!r}, checkpoint_path=...)")
+                              f"cast.load_model(path)")
     return config, metadata, dtype
 
 

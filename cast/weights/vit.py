@@ -18,6 +18,7 @@ from .format import (
 )
 from .layouts import detect_layout, is_tensor_dict
 from .loading import load_strict
+from .pretrained_cfg import from_file
 from .reading import read_checkpoint_file
 
 _ENCODER_PREFIXES = ("module.base_encoder.", "base_encoder.", "module.")
@@ -52,6 +53,7 @@ def load_vit_checkpoint(path: str | Path, architecture: str | VitConfig | None =
     path = Path(path)
     obj = read_checkpoint_file(path)
     metadata = None
+    layout = "ours"
     if METADATA_KEY in obj:
         config, metadata, _ = parse_metadata(obj[METADATA_KEY])
         if not isinstance(config, VitConfig):
@@ -66,12 +68,8 @@ def load_vit_checkpoint(path: str | Path, architecture: str | VitConfig | None =
     if architecture is not None:
         config = VIT_CONFIGS[architecture] if isinstance(architecture, str) else architecture
     model = load_strict(build_vit(config), state, path, config.name)
-    prov = metadata.provenance if metadata is not None else None
-    model.pretrained_cfg = {
-        "source": str(path), "architecture": config.name, "trained": True if metadata is None else metadata.trained,
-        "data": prov.data if prov else "", "parent_checkpoint": prov.parent_checkpoint if prov else None,
-        "superpixels": None, "has_classifier": False, "class_names": None,
-    }  # fmt: skip
+    model.pretrained_cfg = from_file(path, architecture=config.name, layout=layout,
+                                     metadata=metadata, superpixels=None)
     return model
 
 

@@ -24,7 +24,7 @@ DEFAULT_PREFERENCE = (
 class ZooEntry:
     """One published checkpoint file.
 
-    `architecture` is a CAST config name (cast.model) or a ViT-baseline name (cast.baselines.vit);
+    `architecture` is a CAST config name (cast.model) or a ViT-baseline name (cast.model.vit);
     `kind` says which: "cast" or "vit". `expected_size` is in bytes, an estimate (see the module doc).
     """
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from reference import parity_dir, tiny_model
+from reference import parity_dir
 from scipy import ndimage
 from skimage import data, filters, measure, morphology, transform
 
@@ -137,8 +137,8 @@ def test_best_level_and_table() -> None:
 
 # ----------------------------------------------------------------------------- real images
 @pytest.fixture(scope="module")
-def segmenter() -> Segmenter:
-    return Segmenter(tiny_model(parity_dir()))
+def segmenter(tiny_segmenter: Segmenter) -> Segmenter:
+    return tiny_segmenter
 
 
 def horse_image() -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +164,7 @@ def horse(segmenter: Segmenter) -> tuple[Hierarchy, np.ndarray, np.ndarray]:
 
 def test_align_ground_truth_crops_like_the_image(horse) -> None:
     hierarchy, gt_full, rgb = horse
-    x0, y0, x1, y1 = hierarchy.provenance["input"]["crop_box_xyxy"]
+    x0, y0, x1, y1 = hierarchy.provenance.input.crop_box_xyxy
     assert (x1 - x0, y1 - y0) != (rgb.shape[1], rgb.shape[0])  # 400 x 328 is really cropped
     aligned = align_ground_truth(gt_full, hierarchy)
     assert aligned.shape == hierarchy.shape
@@ -188,7 +188,7 @@ def test_horse_silhouette_scores(horse) -> None:
     # superpixels follow the strong colour edge: the silhouette's contour is found
     assert scores[0].boundary_recall > 0.8
     # a mask stretched over the whole image instead of cropped scores clearly worse at the same level
-    stretched = dataclasses.replace(hierarchy, provenance={})
+    stretched = dataclasses.replace(hierarchy, provenance=None)
     naive = transform.resize(gt_full, hierarchy.shape, order=0, preserve_range=True, anti_aliasing=False)
     assert level_metrics(stretched, naive.astype(np.int64))[0].boundary_recall < scores[0].boundary_recall - 0.3
     # two colours: merging the same superpixels by colour gathers the horse into one segment and drops the

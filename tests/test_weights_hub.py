@@ -243,7 +243,7 @@ def test_create_model_end_to_end(hub, entry, checkpoint_bytes, tmp_path, monkeyp
 
     model = cast.create_model(entry.name, pretrained=True)
 
-    assert model.pretrained_cfg["zoo_name"] == entry.name and len(hub.gets()) == 1
+    assert model.pretrained_cfg.zoo_name == entry.name and len(hub.gets()) == 1
     expected = _embedding(reference_model)
     torch.testing.assert_close(_embedding(model), expected, rtol=0, atol=0)
     hub.clear_log()

@@ -1,7 +1,7 @@
 """The model zoo and the public API: registry, list/create, local cache first, no silent substitution, default order.
 
 No test touches the network: sockets are refused for every test (and counted) and HF_HUB_OFFLINE is
-on. Downloads themselves are tested against a local Hub server in test_hub.py. The local Hugging Face
+on. Downloads themselves are tested against a local Hub server in test_weights_hub.py. The local Hugging Face
 cache is built by the tests (models--twke--CAST/snapshots/<commit>/<filename> + refs/main), holding an
 official-layout MoCo checkpoint of the tiny CAST under a test ZooEntry.
 """
@@ -133,7 +133,7 @@ def test_list_models_in_the_timm_style():
 def test_create_model_architectures_and_errors(no_network):
     model = cast.create_model("cast_tiny")
     assert isinstance(model, torch.nn.Module) and not model.training and model.config.name == "cast_tiny"
-    assert model.pretrained_cfg["trained"] is False
+    assert model.pretrained_cfg.trained is False and model.pretrained_cfg.checkpoint == "none (random init)"
     vit = cast.create_model("vit_conv_small")
     assert vit.config.depth == 11 and vit.pos_embed.shape == (1, 197, 384)
     with pytest.raises(CheckpointError, match="unknown model 'cast_huge'.*Architectures: .*cast_small"):
@@ -153,7 +153,7 @@ def test_missing_pretrained_weights_raise_naming_the_model(name, isolated_caches
     message = str(info.value)
     assert name in message and f"cast download {name}" in message and "HF_HUB_OFFLINE" in message
     with pytest.raises(CheckpointError, match=name):
-        cast.Segmenter.from_pretrained(name)
+        cast.load_model(name)
     assert no_network == []
 
 
@@ -209,8 +209,8 @@ def test_stale_or_damaged_converted_copy_is_replaced(tmp_path, hf_cache):
 def test_paths_load_directly_and_unknown_names_are_errors(tmp_path):
     path = fake_converted(tmp_path, TINY_ENTRY)
     model = cast.load_model(path)
-    assert model.config.name == "cast_tiny" and model.pretrained_cfg["source"] == str(path)
-    assert cast.load_model(str(path)).pretrained_cfg["layout"] == "ours"
+    assert model.config.name == "cast_tiny" and model.pretrained_cfg.source == str(path)
+    assert cast.load_model(str(path)).pretrained_cfg.layout == "ours"
     with pytest.raises(CheckpointError, match="unknown model 'cast_huge'"):
         cast.load_model("cast_huge")
     with pytest.raises(CheckpointError, match="is an architecture, not a checkpoint"):
