@@ -62,7 +62,8 @@ def hosted(tmp_path_factory: pytest.TempPathFactory):
            "CAST_SCRATCH_DIR": str(folders["scratch"]), "GRADIO_TEMP_DIR": str(folders["gradio"]),
            "CAST_CHECKPOINTS_DIR": str(folders["checkpoints"]), "CAST_MAX_JOBS_PER_ADDRESS": "1",
            "CAST_RESULTS_DISK_GB": "0.45", "CAST_MAX_RESULTS_PER_ADDRESS": "2", "CAST_MAX_JOB_STEPS": "300",
-           "CAST_JOB_NICE": "0"}  # jobs compete fairly with whatever else this machine runs
+           "CAST_JOB_NICE": "0",  # jobs compete fairly with whatever else this machine runs
+           "CAST_SESSION_MEMORY_GB": "0.02"}  # room for a few photos' results, all visitors together
     with running_app_process(root / "app.log", extra_env=env) as (url, proc):
         yield {"url": url, "pid": proc.pid, "root": root, **folders}
 
@@ -134,6 +135,25 @@ def test_mask_bomb_is_refused_without_decoding(hosted: dict, tmp_path: Path) -> 
     figure("mask bomb: request seconds", round(seconds, 1))
     assert refused(notice) and "9990x9990" in notice and "451x300" in notice, notice
     assert growth_mb < 500
+
+
+def test_results_dropped_for_other_visitors_are_noticed(hosted: dict, tmp_path: Path) -> None:
+    """One memory budget for all sessions: new visitors' results push out the least recently used, whose
+    visitor is told so at the next click (instead of a blank, or the app growing without bound)."""
+    from gradio_client import handle_file
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(data.astronaut()).save(photo)
+    first = visitor(hosted, "10.0.7.1", tmp_path)
+    first.predict(handle_file(str(photo)), api_name="/segment")
+    assert not refused(first.predict(2, "fill", 0.6, api_name="/set_view")[-1])
+    others = [visitor(hosted, f"10.0.7.{i}", tmp_path) for i in range(2, 6)]
+    for other in others:
+        other.predict(handle_file(str(photo)), api_name="/segment")
+    notice = first.predict(3, "fill", 0.6, api_name="/set_view")[-1]
+    figure("first visitor after 4 others filled the memory budget", notice)
+    assert refused(notice) and "removed from memory" in notice, notice
+    assert not refused(others[-1].predict(3, "fill", 0.6, api_name="/set_view")[-1])  # the most recent stay
 
 
 # -------------------------------------------------------------------------------------------------- disk
