@@ -82,7 +82,15 @@ class Job:
 
 
 def _folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+    """Bytes under a folder; files that vanish meanwhile (a worker extracting or renaming) count as nothing."""
+    total = 0
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(parent, name)).st_size
+            except OSError:
+                continue
+    return total
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
