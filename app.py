@@ -1,5 +1,8 @@
-"""CAST Explorer: `python app.py` serves the UI (locally or on Hugging Face Spaces). Same as `cast-explorer`."""
+"""CAST Explorer: `python app.py [--host H] [--port P] [--model M] [--share]` serves the UI (locally or on
+Hugging Face Spaces). Same as `cast-explorer`; `python app.py --help` lists the options."""
+import sys
+
 from app.main import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -17,6 +17,7 @@ from typing import Any
 
 from cast.datasets import ZipLimits
 from cast.errors import CastError
+from cast.examples import examples_dir
 
 from .jobs.queue import JobLimits
 from .owners import VisitorKeys
@@ -157,7 +158,7 @@ class AppConfig:
     server_name: str = "127.0.0.1"
     server_port: int = 7860
     checkpoints_dir: Path = DATA_ROOT / "checkpoints"
-    assets_dir: Path = REPO_ROOT / "assets"  # example photographs (a checkout has them)
+    assets_dir: Path = field(default_factory=examples_dir)  # example photographs (shipped with the package)
     jobs_dir: Path = DATA_ROOT / "jobs"
     model_cache_size: int = 3
     max_concurrency: int = 2
@@ -165,6 +166,7 @@ class AppConfig:
     limits: HostedLimits = field(default_factory=HostedLimits)
     scratch_dir: Path = Path(tempfile.gettempdir()) / "cast-explorer"  # per-request files (ZIPs, exports)
     behind_proxy: bool = False  # a visitor's address is the first X-Forwarded-For hop (a Space's proxy sets it)
+    model_dirs: tuple[Path, ...] = ()  # more folders of .safetensors models for the picker (CAST_MODEL_DIRS)
 
     @classmethod
     def from_env(cls) -> "AppConfig":
@@ -175,12 +177,13 @@ class AppConfig:
             server_name=os.environ.get("GRADIO_SERVER_NAME", default_host),
             server_port=int(port),
             checkpoints_dir=Path(os.environ.get("CAST_CHECKPOINTS_DIR", cls.checkpoints_dir)),
-            assets_dir=Path(os.environ.get("CAST_ASSETS_DIR", cls.assets_dir)),
+            assets_dir=Path(os.environ.get("CAST_ASSETS_DIR") or examples_dir()),
             jobs_dir=Path(os.environ.get("CAST_JOBS_DIR", cls.jobs_dir)),
             hosted=hosted_from_env(),
             limits=HostedLimits.from_env(),
             scratch_dir=Path(os.environ.get("CAST_SCRATCH_DIR", cls.scratch_dir)),
             behind_proxy=_flag(os.environ.get("CAST_BEHIND_PROXY"), default=bool(os.environ.get("SPACE_ID"))),
+            model_dirs=tuple(Path(p) for p in os.environ.get("CAST_MODEL_DIRS", "").split(os.pathsep) if p.strip()),
         )
 
     def scratch(self) -> Scratch:

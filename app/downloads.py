@@ -6,6 +6,7 @@ Starting a download that is already running joins it.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -16,6 +17,7 @@ from cast.weights.hub import DownloadProgress, fetch_pretrained, local_status
 from cast.weights.reading import format_bytes
 from cast.weights.zoo import ZOO
 
+log = logging.getLogger(__name__)
 ACTIVE = "downloading"
 LOCAL_STATUS_TTL_S = 5.0
 
@@ -142,10 +144,13 @@ class DownloadManager:
         except CastError as err:
             cancelled = self._cancel[name].is_set()
             self._update(name, status="cancelled" if cancelled else "failed", error=str(err))
+            log.warning("download of %s %s: %s", name, "cancelled" if cancelled else "failed", err)
             return
         except Exception as err:  # a bug or an unexpected failure: reported, never kills the app
             self._update(name, status="failed", error=f"{type(err).__name__}: {err}")
+            log.warning("download of %s failed: %s: %s", name, type(err).__name__, err)
             return
         with self._lock:
             self._local.pop(name, None)
         self._update(name, status="ready")
+        log.info("downloaded %s: new sessions start on it", name)

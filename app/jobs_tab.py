@@ -117,12 +117,13 @@ def build_jobs_tab(service: JobService, model_pickers: list[gr.Dropdown], visito
         return change_job("resume", job_id, token, request)
 
     outputs = [table, job_pick, curve, logs, *model_pickers, base]
+    # the UI's follow-up refreshes are internal events, not endpoints (`/jobs` is the API's view of the jobs)
     start.click(start_job, [kind, data_dir, data_zip, base, steps, batch, name, visitors.state], [job_pick, job_notice],
-                api_name="start_job").then(refresh, [job_pick, visitors.state], outputs)
+                api_name="start_job").then(refresh, [job_pick, visitors.state], outputs, api_visibility="private")
     cancel.click(cancel_job, [job_pick, visitors.state], [job_pick, job_notice], api_name="cancel_job").then(
-        refresh, [job_pick, visitors.state], outputs)
+        refresh, [job_pick, visitors.state], outputs, api_visibility="private")
     resume.click(resume_job, [job_pick, visitors.state], [job_pick, job_notice], api_name="resume_job").then(
-        refresh, [job_pick, visitors.state], outputs)
+        refresh, [job_pick, visitors.state], outputs, api_visibility="private")
     job_pick.change(refresh, [job_pick, visitors.state], outputs, show_progress="hidden", api_visibility="private")
     gr.Timer(2.0).tick(refresh, [job_pick, visitors.state], outputs, show_progress="hidden", api_visibility="private")
 

@@ -28,7 +28,7 @@ from cast.errors import CheckpointError
 from cast.model import CastOutput, VitBaseline
 from cast.segmenter import Segmenter
 from cast.weights import imagenet_class_names, top_k_classes
-from cast.weights.bundled import BUNDLED_NAME, bundled_checkpoint
+from cast.weights.bundled import BUNDLED_MODEL, BUNDLED_NAME, bundled_checkpoint
 from cast.weights.defaults import choose_default_model
 from cast.weights.hub import offline_reason
 from cast.weights.pretrained_cfg import pretrained_cfg_of
@@ -116,8 +116,11 @@ class ModelCatalog:
 
     def __init__(self, checkpoints_dir: Path, cache_size: int = 3, bundled: Path | None = None,
                  downloads: DownloadManager | None = None,
-                 job_results: Callable[[str, str | None], Path] | None = None) -> None:
+                 job_results: Callable[[str, str | None], Path] | None = None,
+                 extra_dirs: tuple[Path, ...] = ()) -> None:
         self.checkpoints_dir = Path(checkpoints_dir)
+        # checkpoints_dir first, then the host's extra model folders (CAST_MODEL_DIRS / --model-dir)
+        self.model_dirs = (self.checkpoints_dir, *(Path(d) for d in extra_dirs))
         self.cache_size = cache_size
         self.bundled_path = Path(bundled) if bundled is not None else bundled_checkpoint()
         self.downloads = downloads or DownloadManager()
@@ -136,6 +139,8 @@ class ModelCatalog:
             self._initial_key = f"zoo:{choice.spec}"
         elif choice.is_official:
             self._wanted = choice.spec  # named by CAST_DEFAULT_MODEL but not here yet
+        elif choice.spec == BUNDLED_MODEL:  # named on purpose (--model / CAST_DEFAULT_MODEL): no switching
+            self._initial_key = self.bundled_key()
         elif Path(choice.spec) == self.bundled_path:
             self._wanted = DEFAULT_PREFERENCE[0]  # nothing official here: fetch the preferred one if the Hub answers
         else:
@@ -166,9 +171,13 @@ class ModelCatalog:
         return f"default model: the bundled model for now; {state.describe()} (new sessions use it when ready)"
 
     def local_checkpoints(self) -> list[Path]:
-        """The bundled checkpoint first, then our-format checkpoints in checkpoints/ (fine-tunes)."""
-        files = sorted(self.checkpoints_dir.glob("*.safetensors")) if self.checkpoints_dir.is_dir() else []
-        others = [p for p in files if p.name != BUNDLED_NAME]
+        """The bundled checkpoint first, then our-format checkpoints in checkpoints/ and the extra model folders
+        (fine-tunes; the first file of each name)."""
+        files: dict[str, Path] = {}
+        for folder in self.model_dirs:
+            for path in sorted(folder.glob("*.safetensors")) if folder.is_dir() else []:
+                files.setdefault(path.name, path)
+        others = [p for p in files.values() if p.name != BUNDLED_NAME]
         return ([self.bundled_path] if self.bundled_path.is_file() else []) + others
 
     def choices(self, kind: str | None = None, jobs: list[tuple[str, str]] = ()) -> list[tuple[str, str]]:
@@ -210,10 +219,10 @@ class ModelCatalog:
             raise CheckpointError(f"{name!r} is not a checkpoint name of this app")
         if name == self.bundled_path.name and self.bundled_path.is_file():
             return self.bundled_path
-        path = self.checkpoints_dir / name
-        if not path.is_file():
-            raise CheckpointError(f"there is no checkpoint {name!r} in this app's checkpoints folder")
-        return path
+        for folder in self.model_dirs:
+            if (folder / name).is_file():
+                return folder / name
+        raise CheckpointError(f"there is no checkpoint {name!r} in this app's checkpoints folder")
 
     def job_result(self, job_id: str, owner: str | None) -> Path:
         """The model file a finished job wrote (only for its owner on a hosted app)."""

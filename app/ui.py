@@ -20,14 +20,21 @@ from .owners import Visitors
 log = logging.getLogger(__name__)
 
 
-def build_app(config: AppConfig | None = None, *, background_download: bool = True) -> gr.Blocks:
+def build_catalog(config: AppConfig) -> ModelCatalog:
+    """The app's model catalog: the checkpoints folder, the extra model folders, one download manager."""
+    return ModelCatalog(config.checkpoints_dir, cache_size=config.model_cache_size, downloads=DownloadManager(),
+                        extra_dirs=config.model_dirs)  # fmt: skip
+
+
+def build_app(config: AppConfig | None = None, *, background_download: bool = True,
+              catalog: ModelCatalog | None = None) -> gr.Blocks:
     """The CAST Explorer UI. Models are cached in an explicit catalog shared by all sessions.
 
     The default model is decided at once (never waiting for a download, see ModelCatalog.choose_default);
     each page load asks again, so sessions started after a background download get the official model.
     """
     config = config or AppConfig.from_env()
-    catalog = ModelCatalog(config.checkpoints_dir, cache_size=config.model_cache_size, downloads=DownloadManager())
+    catalog = catalog or build_catalog(config)
     default_key = catalog.choose_default(background_download=background_download)
     try:
         catalog.load(default_key)  # load and warm up the default model before the first user arrives

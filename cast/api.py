@@ -22,6 +22,7 @@ from .errors import CheckpointError, NotCastCheckpointError
 from .model import MODEL_CONFIGS, VIT_CONFIGS, Cast, VitBaseline, build_model, build_vit, get_config
 from .superpixels import SuperpixelConfig
 from .weights import load_checkpoint
+from .weights.bundled import BUNDLED_ENTRY, BUNDLED_MODEL, bundled_checkpoint, bundled_models
 from .weights.hub import load_pretrained, load_vit_pretrained
 from .weights.pretrained_cfg import untrained
 from .weights.vit import load_vit_checkpoint
@@ -36,8 +37,9 @@ def _architectures() -> list[str]:
 
 def list_models(pattern: str | None = None, pretrained: bool = False) -> list[str]:
     """Architecture names (`cast_small`, `vit_conv_small`, ...), or with `pretrained=True` the published
-    checkpoints by zoo name (`cast_small_moco_in1k`, ...). `pattern` is a shell glob such as `"cast_small*"`."""
-    names = list_pretrained() if pretrained else _architectures()
+    checkpoints by zoo name (`cast_small_moco_in1k`, ...) and the bundled `cast_explorer_default`.
+    `pattern` is a shell glob such as `"cast_small*"`."""
+    names = sorted([*list_pretrained(), *bundled_models()]) if pretrained else _architectures()
     return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
 
 
@@ -56,8 +58,11 @@ def create_model(name: str, pretrained: bool = False, *, device: str | torch.dev
     the architecture with random weights). To load a file, use `load_model`.
     """
     architecture, zoo_name = _resolve(name, pretrained)
-    if zoo_name is not None:
-        model: Model = load_vit_pretrained(zoo_name) if architecture in VIT_CONFIGS else load_pretrained(zoo_name).model
+    if zoo_name == BUNDLED_MODEL:
+        model: Model = load_checkpoint(bundled_checkpoint()).model
+        model.pretrained_cfg = model.pretrained_cfg.from_zoo(BUNDLED_MODEL)
+    elif zoo_name is not None:
+        model = load_vit_pretrained(zoo_name) if architecture in VIT_CONFIGS else load_pretrained(zoo_name).model
     elif architecture in VIT_CONFIGS:
         model = build_vit(architecture)
         model.pretrained_cfg = untrained(architecture)
@@ -72,7 +77,7 @@ def load_model(name_or_path: str | Path, *, architecture: str | None = None,
     """A model from a checkpoint file of any supported layout (CAST or ViT baseline, detected), in eval mode;
     a zoo name loads its published weights. `architecture` forces the variant a file is read as."""
     key = str(name_or_path)
-    if key in ZOO and architecture is None:
+    if (key in ZOO or key == BUNDLED_MODEL) and architecture is None:
         return create_model(key, pretrained=True, device=device)
     if key in _architectures():
         raise CheckpointError(f"{key!r} is an architecture, not a checkpoint: use cast.create_model({key!r}) for random "
@@ -80,7 +85,7 @@ def load_model(name_or_path: str | Path, *, architecture: str | None = None,
     path = Path(name_or_path)
     if not (path.exists() or path.suffix or "/" in key):
         raise CheckpointError(f"unknown model {key!r}: not a file, and not a published checkpoint "
-                              f"({', '.join(list_pretrained())})")
+                              f"({', '.join(list_models(pretrained=True))})")
     if architecture is not None and architecture in VIT_CONFIGS:
         return _placed(load_vit_checkpoint(path, architecture), device)
     if architecture is not None and architecture not in MODEL_CONFIGS:
@@ -97,7 +102,12 @@ def _placed(model: Model, device: str | torch.device | None) -> Model:
 
 
 def _resolve(name: str, pretrained: bool) -> tuple[str, str | None]:
-    """(architecture, zoo name to load or None)."""
+    """(architecture, zoo name to load or None); the bundled model counts as a zoo name."""
+    if name == BUNDLED_MODEL:
+        if pretrained and not bundled_checkpoint().is_file():
+            raise CheckpointError(f"{name}: the bundled checkpoint is missing from this installation "
+                                  f"({bundled_checkpoint()}); reinstall cast-explorer")
+        return BUNDLED_ENTRY.architecture, name if pretrained else None
     if name in ZOO:
         entry = zoo_entry(name)
         if not entry.loadable or entry.architecture is None:

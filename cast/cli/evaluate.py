@@ -15,17 +15,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..datasets import load_label_mask
-from ..evaluation import (
-    align_ground_truth,
-    best_level,
-    colour_baseline_metrics,
-    evaluate_partimagenet,
-    evaluate_voc,
-    format_scores,
-    level_metrics,
+from .common import (
+    INPUT_MODES,
+    add_model_options,
+    existing_dir,
+    existing_file,
+    non_negative_int,
+    positive_int,
+    segmenter_from_args,
 )
-from .common import add_model_options, segmenter_from_args
 
 CLIP_NOTE = (
     "Not the official PartImageNet metric: the paper also names each segment zero-shot with CLIP ViT-B/16 and "
@@ -36,6 +34,8 @@ CLIP_NOTE = (
 
 
 def _best_line(scores: list) -> str:
+    from ..evaluation import best_level
+
     best = best_level(scores)
     return f"best level: {best.level} ({best.level_name}), mean best-match IoU {best.mean_best_iou:.3f}"
 
@@ -47,6 +47,9 @@ def _write_json(path: Path | None, payload: Any) -> None:
 
 
 def _mask_main(args: argparse.Namespace) -> int:
+    from ..datasets import load_label_mask
+    from ..evaluation import align_ground_truth, colour_baseline_metrics, format_scores, level_metrics
+
     gt_full = load_label_mask(args.gt_mask)  # fail on a bad mask before loading the model
     hierarchy = segmenter_from_args(args, args.mode).run(args.image)
     gt = align_ground_truth(gt_full, hierarchy)
@@ -70,6 +73,8 @@ def _report_skipped(skipped: list[tuple[str, str]]) -> None:
 
 
 def _voc_main(args: argparse.Namespace) -> int:
+    from ..evaluation import evaluate_voc, format_scores
+
     segmenter = segmenter_from_args(args, args.mode)
     result = evaluate_voc(segmenter, args.root, split=args.split, limit=args.limit, baseline=args.baseline,
                           boundary_tolerance=args.tolerance)  # fmt: skip
@@ -88,6 +93,8 @@ def _voc_main(args: argparse.Namespace) -> int:
 
 
 def _partimagenet_main(args: argparse.Namespace) -> int:
+    from ..evaluation import evaluate_partimagenet, format_scores
+
     segmenter = segmenter_from_args(args, "center_crop")
     result = evaluate_partimagenet(segmenter, args.root, args.annotations, limit=args.limit, baseline=args.baseline,
                                    boundary_tolerance=args.tolerance)  # fmt: skip
@@ -119,9 +126,10 @@ def add_evaluate_command(subparsers: Any) -> None:
     """Register `evaluate {mask,voc,partimagenet}`; `args.func(args)` returns the exit code."""
     common = argparse.ArgumentParser(add_help=False)
     add_model_options(common)
-    common.add_argument("--tolerance", type=int, default=2, help="boundary match tolerance in pixels (default: 2)")
+    common.add_argument("--tolerance", type=non_negative_int, default=2,
+                        help="boundary match tolerance in pixels (default: 2)")
     common.add_argument("--json", type=Path, default=None, help="also write the scores to this JSON file")
-    modes = ("center_crop", "full_frame")
+    modes = INPUT_MODES
 
     parser = subparsers.add_parser(
         "evaluate", help="score hierarchies against ground-truth masks (one image, VOC, PartImageNet)",
@@ -133,8 +141,8 @@ def add_evaluate_command(subparsers: Any) -> None:
     mask = which.add_parser("mask", parents=[common], help="one image and its ground-truth label mask",
                             description="Score one image's hierarchy against a label mask (PNG) of the whole "
                             "original image; it is cropped like the image.")  # fmt: skip
-    mask.add_argument("image", type=Path, help="image file")
-    mask.add_argument("gt_mask", type=Path, help="label mask PNG (palette, greyscale ids or RGB colours)")
+    mask.add_argument("image", type=existing_file, help="image file")
+    mask.add_argument("gt_mask", type=existing_file, help="label mask PNG (palette, greyscale ids or RGB colours)")
     mask.add_argument("--ignore-index", type=_ignore_index, default=255, help="label to ignore, or 'none' (default: 255)")
     mask.add_argument("--mode", choices=modes, default="center_crop", help="model input (default: center_crop)")
     mask.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
@@ -144,9 +152,9 @@ def add_evaluate_command(subparsers: Any) -> None:
     voc = which.add_parser("voc", parents=[common], help="Pascal VOC 2012 (class-agnostic, unsupervised)",
                            description="Every level's mean best-match IoU (background included, 255 = void "
                            "ignored) and boundary F, averaged over the images of a split.")  # fmt: skip
-    voc.add_argument("root", type=Path, metavar="ROOT", help="VOC2012 folder (or VOCdevkit, or its parent)")
+    voc.add_argument("root", type=existing_dir, metavar="ROOT", help="VOC2012 folder (or VOCdevkit, or its parent)")
     voc.add_argument("--split", default="val", help="ImageSets/Segmentation/<split>.txt (default: val)")
-    voc.add_argument("--limit", type=int, default=None, help="score only the first N images")
+    voc.add_argument("--limit", type=positive_int, default=None, help="score only the first N images")
     voc.add_argument("--mode", choices=modes, default="full_frame",
                      help="model input (default: full_frame, so every annotated pixel is scored; center_crop "
                      "scores only the centred square)")  # fmt: skip
@@ -157,9 +165,9 @@ def add_evaluate_command(subparsers: Any) -> None:
     pim = which.add_parser("partimagenet", parents=[common], help="PartImageNet object / part (label-free part)",
                            description="Level 4 vs the object masks and level 3 vs the part masks, by "
                            f"class-agnostic mean best-match IoU, at 224 x 224. {CLIP_NOTE}")  # fmt: skip
-    pim.add_argument("root", type=Path, metavar="ROOT", help="folder with the images named by the JSON's file_name")
-    pim.add_argument("annotations", type=Path, metavar="ANNOTATION_JSON", help="COCO-format PartImageNet JSON")
-    pim.add_argument("--limit", type=int, default=None, help="score only the first N images")
+    pim.add_argument("root", type=existing_dir, metavar="ROOT", help="folder with the images named by the JSON's file_name")
+    pim.add_argument("annotations", type=existing_file, metavar="ANNOTATION_JSON", help="COCO-format PartImageNet JSON")
+    pim.add_argument("--limit", type=positive_int, default=None, help="score only the first N images")
     pim.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=False,
                      help="also score the colour-merging baseline (default: off)")
     pim.set_defaults(func=_partimagenet_main)

@@ -5,18 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ..collection.search import SearchHit, SegmentIndex
 from ..errors import CastError
-from ..export.collection import COLLECTION_DIR
-from ..hierarchy import Hierarchy
+from .common import existing_dir, non_negative_int, positive_int
+
+if TYPE_CHECKING:  # the library is imported inside the functions: `cast search --help` stays fast
+    from ..collection.search import SearchHit, SegmentIndex
 
 
 def load_index(out_dir: Path) -> tuple[SegmentIndex, list[dict[str, Any]]]:
     """The search index of an exported collection and its items (index order)."""
+    import numpy as np
+
+    from ..collection.search import SegmentIndex
+    from ..export.collection import COLLECTION_DIR
+
     root = Path(out_dir) / COLLECTION_DIR
     items_file = root / "items.jsonl"
     if not items_file.is_file():
@@ -38,6 +42,8 @@ def load_index(out_dir: Path) -> tuple[SegmentIndex, list[dict[str, Any]]]:
 
 def search_collection(out_dir: Path, image: str, level: int, x: float, y: float, top_k: int = 10) -> list[SearchHit]:
     """The segment under (x, y) of `image` (pixels of the original image) and its `top_k` best matches."""
+    from ..hierarchy import Hierarchy
+
     index, items = load_index(out_dir)
     matches = [i for i, item in enumerate(items) if image in (item["name"], item["stem"])]
     if not matches:
@@ -63,11 +69,11 @@ def add_search_command(subparsers: Any) -> None:
     """Register `search COLLECTION --image NAME --level L --x X --y Y [--top-k K]`."""
     parser = subparsers.add_parser("search", help="find similar segments across an exported collection",
                                    description=__doc__.split("\n\n")[0])
-    parser.add_argument("collection", type=Path, help="the --out folder of `cast segment`")
+    parser.add_argument("collection", type=existing_dir, help="the --out folder of `cast segment`")
     parser.add_argument("--image", required=True, help="file name (or stem) of the query image")
-    parser.add_argument("--level", type=int, default=2, help="hierarchy level (default 2: 32 segments)")
+    parser.add_argument("--level", type=non_negative_int, default=2, help="hierarchy level (default 2: 32 segments)")
     parser.add_argument("--x", type=float, required=True, help="column of the query point, in the image's own pixels")
     parser.add_argument("--y", type=float, required=True, help="row of the query point, in the image's own pixels")
-    parser.add_argument("--top-k", type=int, default=10, help="matches to list (default 10)")
+    parser.add_argument("--top-k", type=positive_int, default=10, help="matches to list (default 10)")
     parser.add_argument("--json", action="store_true", help="print the ranked records as JSON")
     parser.set_defaults(func=_search_main)

@@ -16,24 +16,21 @@ import csv
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from tqdm import tqdm
-
-from ..collection.build import segment_embeddings
-from ..collection.stability import stability_scores
-from ..datasets import IMAGE_SUFFIXES, scan_images
 from ..errors import CastError
-from ..export import export_zip
-from ..export.collection import CollectionWriter, export_stems, merge_collection
-from ..segmenter import Segmenter
-from .common import add_model_options, segmenter_from_args
+from .common import INPUT_MODES, add_model_options, existing_path, positive_int, segmenter_from_args
+
+if TYPE_CHECKING:  # the library is imported inside the functions: `cast segment --help` stays fast
+    from ..segmenter import Segmenter
 
 INDEX_COLUMNS = ("image", "status", "output", "message")
 
 
 def expand_inputs(inputs: Sequence[Path], quiet: bool = False) -> list[Path]:
     """Files as given; folders replaced by the images under them (recursively, sorted; skipped files said)."""
+    from ..datasets import scan_images
+
     out: list[Path] = []
     for item in inputs:
         item = Path(item)
@@ -55,6 +52,13 @@ def run_segment(
 
     Returns this share's index rows; rank 0 of a single process also writes index.csv and the merged
     collection files (under torchrun, `merge_parts` does that after every rank has finished)."""
+    from tqdm import tqdm
+
+    from ..collection.build import segment_embeddings
+    from ..collection.stability import stability_scores
+    from ..export import export_zip
+    from ..export.collection import CollectionWriter, export_stems
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [Path(p) for p in paths]
@@ -95,6 +99,8 @@ def run_segment(
 
 def merge_parts(out_dir: Path) -> list[dict[str, str]]:
     """One index.csv and one set of collection files from every process's parts, in input order."""
+    from ..export.collection import merge_collection
+
     parts = sorted((Path(out_dir) / "collection" / "parts").glob("index.rank*.csv"))
     rows = []
     for part in parts:
@@ -116,8 +122,10 @@ def _write_rows(path: Path, rows: Sequence[dict[str, Any]], with_position: bool)
 
 
 def _about(path: Path | str, message: str) -> str:
-    """`path: message`, without repeating the path when the message already names it."""
-    return message if str(path) in message else f"{path}: {message}"
+    """`path: message`, without repeating the path (or its file name, which the library's messages start with)."""
+    if str(path) in message:
+        return message
+    return f"{path}: {message.removeprefix(f'{Path(path).name}: ')}"
 
 
 def _distributed() -> tuple[int, int]:
@@ -135,6 +143,9 @@ def _distributed() -> tuple[int, int]:
 
 def _segment_main(args: argparse.Namespace) -> int:
     """Handler of the `segment` subcommand: returns the process exit code (1 when some images failed)."""
+    from ..datasets import IMAGE_SUFFIXES
+    from ..segmenter import Segmenter
+
     rank, world_size = _distributed()
     paths = expand_inputs(args.images, quiet=rank != 0)
     if not paths:
@@ -176,12 +187,15 @@ def add_segment_command(subparsers: Any) -> None:
         "(collection/segments_coco.json, a FiftyOne data set, segment embeddings for `cast search`) and an "
         "index.csv of all inputs. Under torchrun, each process takes its share of the files.",
     )
-    parser.add_argument("images", nargs="+", type=Path, help="image files and/or folders (searched recursively)")
+    parser.add_argument("images", nargs="+", type=existing_path,
+                        help="image files and/or folders (searched recursively)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     add_model_options(parser)
-    parser.add_argument("--mode", choices=("center_crop", "full_frame"), default="center_crop",
+    parser.add_argument("--mode", choices=INPUT_MODES, default="center_crop",
                         help="center_crop is the official pipeline; full_frame squashes the whole image")
-    parser.add_argument("--batch-size", type=int, default=8, help="images per forward pass when their token counts agree")
-    parser.add_argument("--stability", action="store_true", help="also score every segment's stability (6 runs per image)")
+    parser.add_argument("--batch-size", type=positive_int, default=8,
+                        help="images per forward pass when their token counts agree")
+    parser.add_argument("--stability", action="store_true",
+                        help="also score every segment's stability (6 runs per image)")
     parser.add_argument("--zip", action="store_true", help="also write one ZIP per image")
     parser.set_defaults(func=_segment_main)

@@ -1,6 +1,6 @@
-"""`python -m cast.train {moco,supervised,probe} ...`: the same as `cast train ...`."""
+"""`python -m cast.train {moco,supervised,probe} ...` (and `torchrun ... -m cast.train ...`): the same as `cast train ...`."""
 import sys
 
-from cast.train.cli import main
+from cast.cli.train import main
 
 sys.exit(main())

@@ -26,6 +26,19 @@ def run_files(output: str | Path) -> tuple[Path, Path]:
     return out.with_name(f"{stem}.train-state.pt"), out.with_name(f"{stem}.log.jsonl")
 
 
+def remove_resume_state(output: str | Path) -> int:
+    """Delete the resume state next to a finished run's `output` (it holds the optimizer and, for MoCo, the
+    heads: ~80x the model file); returns the bytes freed (0 when there was none). Call it only after a
+    successful run: a cancelled one needs its state to resume."""
+    state = run_files(output)[0]
+    try:
+        size = state.stat().st_size
+        state.unlink()
+    except FileNotFoundError:
+        return 0
+    return size
+
+
 class TrainingJob(Protocol):
     """What the engine needs from one recipe (moco.py, supervised.py)."""
 
@@ -58,11 +71,15 @@ def load_base(config: TrainConfig) -> BaseModel:
     if config.checkpoint is None:
         return BaseModel(None, f"none (random init {config.variant})")
     from cast.weights import load_checkpoint
+    from cast.weights.bundled import BUNDLED_MODEL, bundled_checkpoint
     from cast.weights.hub import load_pretrained  # network only for zoo names
     from cast.weights.zoo import ZOO
 
     name = str(config.checkpoint)
-    loaded = load_pretrained(name) if name in ZOO else load_checkpoint(config.checkpoint)
+    if name == BUNDLED_MODEL:  # the bundled model by its name
+        loaded = load_checkpoint(bundled_checkpoint())
+    else:
+        loaded = load_pretrained(name) if name in ZOO else load_checkpoint(config.checkpoint)
     notes = [] if loaded.trained else ["the base checkpoint is an UNTRAINED placeholder"]
     return BaseModel(loaded, str(config.checkpoint), notes)
 
