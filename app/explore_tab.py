@@ -9,7 +9,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
@@ -54,6 +54,8 @@ class ExploreControls:
     status: gr.Markdown
     downloads_md: gr.Markdown
     download_timer: gr.Timer
+    view_outputs: list  # what `show` fills
+    show: Callable[[ExplorerSession], tuple]  # an ExplorerSession made elsewhere (a saved hierarchy) on screen
 
 
 def ensure_model(catalog: ModelCatalog, key: str, progress: gr.Progress | None = None,
@@ -341,7 +343,8 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
     select_json = gr.JSON(visible=False)
     gr.Button(visible=False).click(select_api, [session_state, level_in, gr.Number(visible=False), gr.Number(visible=False)],
                                    [session_state, select_json], api_name="select")
-    return ExploreControls(image_in, model_in, model_key_state, compare_model, status, downloads_md, download_timer)
+    return ExploreControls(image_in, model_in, model_key_state, compare_model, status, downloads_md, download_timer,
+                           view_outputs, lambda session: refresh(session, None))
 
 
 def original_size(hierarchy: Any) -> tuple[int, int] | None:

@@ -1,6 +1,7 @@
 """Start the CAST Explorer app: `python app.py` in a checkout (and on Spaces), or the `cast-explorer` command.
 
-    cast-explorer [--host HOST] [--port PORT] [--model NAME_OR_FILE] [--model-dir DIR ...] [--share]
+    cast-explorer [--host HOST] [--port PORT] [--model NAME_OR_FILE] [--model-dir DIR ...] [--collection PATH ...]
+                  [--share]
 
 Options override the environment's settings (GRADIO_SERVER_NAME, GRADIO_SERVER_PORT, CAST_DEFAULT_MODEL,
 CAST_MODEL_DIRS; the rest is app/config.py). `--help` imports neither PyTorch nor Gradio. Once the default
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-dir", action="append", type=Path, default=[], metavar="DIR",
                         help="another folder of .safetensors models for the model picker, e.g. where `cast train "
                         "--out` wrote; repeatable; adds to $CAST_MODEL_DIRS")  # fmt: skip
+    parser.add_argument("--collection", action="append", type=Path, default=[], metavar="PATH",
+                        help="a saved collection (`cast segment ... --out PATH`) for the Collection tab; repeatable; "
+                        "adds to the collections in $CAST_COLLECTIONS")  # fmt: skip
     parser.add_argument("--share", action="store_true",
                         help="also serve on a public gradio.live link (needs network); turns hosted mode on unless "
                         "CAST_HOSTED=0 says otherwise, since anyone with the link can use the app")  # fmt: skip
@@ -101,6 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not folder.is_dir():
             print(f"error: --model-dir {folder}: not a folder", file=sys.stderr)
             return 2
+    from .collection_tab import collection_paths
+
+    try:
+        collections = collection_paths(args.collection)  # --collection PATH (repeatable), CAST_COLLECTIONS
+    except CastError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
     import torch
 
@@ -109,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     catalog = build_catalog(config)
-    demo = build_app(config, catalog=catalog)
+    demo = build_app(config, catalog=catalog, collections=collections)
     demo.queue(default_concurrency_limit=config.max_concurrency)
     print(startup_line(config, catalog, f"http://{config.server_name}:{config.server_port}"), flush=True)
     # Hosted: the server refuses any upload above the largest cap before it is written, and makes room for it

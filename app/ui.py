@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
+from typing import Sequence
 
 import gradio as gr
 
@@ -27,7 +29,7 @@ def build_catalog(config: AppConfig) -> ModelCatalog:
 
 
 def build_app(config: AppConfig | None = None, *, background_download: bool = True,
-              catalog: ModelCatalog | None = None) -> gr.Blocks:
+              catalog: ModelCatalog | None = None, collections: Sequence[Path] = ()) -> gr.Blocks:
     """The CAST Explorer UI. Models are cached in an explicit catalog shared by all sessions.
 
     The default model is decided at once (never waiting for a download, see ModelCatalog.choose_default);
@@ -58,7 +60,7 @@ def build_app(config: AppConfig | None = None, *, background_download: bool = Tr
             with gr.Tab("Explore", id="explore"):
                 explore = build_explore_tab(catalog, config, default_key, visitors, memory)
             with gr.Tab("Collection", id="collection"):
-                build_collection_tab(catalog, config, explore, visitors, tabs, memory)
+                build_collection_tab(catalog, config, explore, visitors, tabs, demo, collections)
             with gr.Tab("Fine-tune", id="finetune"):
                 build_jobs_tab(jobs, [explore.model_in, explore.compare_model], visitors)
         demo.load(keys.issue, [visitors.state], [visitors.state], api_visibility="private")

@@ -23,6 +23,7 @@ __version__ = "0.3.0"
 # public name -> the submodule that defines it
 _EXPORTS = {
     "create_model": "api", "default_pretrained_for": "api", "list_models": "api", "load_model": "api",
+    "Collection": "collection.store", "open_collection": "collection.store",
     "CastError": "errors", "CheckpointError": "errors", "ConfigError": "errors", "DatasetError": "errors",
     "HierarchyError": "errors", "InvalidImageError": "errors", "JobError": "errors",
     "NotCastCheckpointError": "errors", "OutOfRangeError": "errors", "SuperpixelError": "errors",
@@ -47,7 +48,7 @@ __all__ = [
     "InputConfig", "InvalidImageError", "JobError", "NotCastCheckpointError", "OutOfRangeError", "PretrainedCfg",
     "SegmentRecord", "SegmentResult", "SegmentationProvenance", "Segmenter", "SuperpixelConfig", "SuperpixelError",
     "TrainingError", "VitConfig", "__version__", "create_model", "default_pretrained_for", "example_image",
-    "example_images", "list_models", "load_image", "load_model",
+    "example_images", "list_models", "load_image", "load_model", "Collection", "open_collection",
 ]  # fmt: skip
 
 
@@ -68,6 +69,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what static tools see: the same names, imported eagerly
     from .api import create_model, default_pretrained_for, list_models, load_model
+    from .collection.store import Collection, open_collection
     from .errors import (
         CastError,
         CheckpointError,

@@ -21,15 +21,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(log_path: Path, extra_env: dict[str, str] | None = None, timeout: float = 120.0) -> Iterator[str]:
+def running_app(log_path: Path, extra_env: dict[str, str] | None = None, timeout: float = 120.0,
+                args: tuple[str, ...] = ()) -> Iterator[str]:
     """Yield the base URL of `python app.py` listening on 127.0.0.1; stop it afterwards (see running_app_process)."""
-    with running_app_process(log_path, extra_env, timeout) as (url, _):
+    with running_app_process(log_path, extra_env, timeout, args) as (url, _):
         yield url
 
 
 @contextmanager
-def running_app_process(log_path: Path, extra_env: dict[str, str] | None = None,
-                        timeout: float = 120.0) -> Iterator[tuple[str, subprocess.Popen]]:
+def running_app_process(log_path: Path, extra_env: dict[str, str] | None = None, timeout: float = 120.0,
+                        args: tuple[str, ...] = ()) -> Iterator[tuple[str, subprocess.Popen]]:
     """Yield (base URL, process) of `python app.py` listening on 127.0.0.1; stop it afterwards.
 
     Offline, with its own empty Hugging Face cache and converted-copy folder next to the log (so what the
@@ -48,7 +49,7 @@ def running_app_process(log_path: Path, extra_env: dict[str, str] | None = None,
         **(extra_env or {}),
     }
     log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "app.py", *args], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

@@ -268,34 +268,3 @@ def test_export_of_a_segmenter_hierarchy(tiny_segmenter: Segmenter, tmp_path: Pa
         assert np.array_equal(coco_rle_to_mask(r["segmentation"]), h.mask(r["level"], r["segment"]))
     prov = json.loads((manifest.root / "provenance.json").read_text())
     assert prov["superpixels"]["method"] == "seeds" and prov["image_size"]["height"] == h.shape[0]
-
-
-def test_cli_run_segment_skips_a_corrupt_file(tiny_segmenter: Segmenter, tmp_path: Path) -> None:
-    from cast.cli.segment import run_segment
-
-    inputs = tmp_path / "in"
-    (inputs / "a").mkdir(parents=True)
-    (inputs / "b").mkdir()
-    Image.fromarray(data.chelsea()).save(inputs / "a" / "photo.png")
-    Image.fromarray(data.astronaut()).save(inputs / "b" / "photo.jpg")  # same stem: folders must not clash
-    (inputs / "broken.png").write_bytes(b"not an image")
-    paths = [inputs / "a" / "photo.png", inputs / "broken.png", inputs / "b" / "photo.jpg"]
-
-    out = tmp_path / "out"
-    rows = run_segment(paths, out, tiny_segmenter)
-
-    assert [r["status"] for r in rows] == ["ok", "failed", "ok"]
-    assert [r["output"] for r in rows] == ["photo", "", "photo-2"]
-    assert rows[1]["message"]
-    for folder in ("photo", "photo-2"):
-        assert (out / folder / "segments.json").is_file() and (out / folder / "labels" / "level4.png").is_file()
-    assert not (out / "broken").exists()
-    with (out / "index.csv").open(newline="") as handle:
-        index = list(csv.DictReader(handle))
-    assert [row["status"] for row in index] == ["ok", "failed", "ok"]
-    assert index[1]["image"] == str(inputs / "broken.png") and index[1]["message"]
-
-    zipped = run_segment(paths[:1], tmp_path / "zips", tiny_segmenter, zip_outputs=True)
-    assert zipped[0]["output"] == "photo.zip"
-    with zipfile.ZipFile(tmp_path / "zips" / "photo.zip") as archive:
-        assert "photo/segments.json" in archive.namelist()

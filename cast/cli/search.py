@@ -1,61 +1,21 @@
-"""`cast search DIR --image NAME --level L --x X --y Y`: rank every segment of a level across an exported
-collection (`cast segment ... --out DIR`) by cosine similarity of CAST's segment embeddings."""
+"""`cast search DIR --image NAME --level L --x X --y Y`: rank the segments of a level across a saved collection
+(`cast segment ... --out DIR`) by cosine similarity of CAST's segment embeddings (cast.open_collection)."""
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import CastError
 from .common import existing_dir, non_negative_int, positive_int
-
-if TYPE_CHECKING:  # the library is imported inside the functions: `cast search --help` stays fast
-    from ..collection.search import SearchHit, SegmentIndex
-
-
-def load_index(out_dir: Path) -> tuple[SegmentIndex, list[dict[str, Any]]]:
-    """The search index of an exported collection and its items (index order)."""
-    import numpy as np
-
-    from ..collection.search import SegmentIndex
-    from ..export.collection import COLLECTION_DIR
-
-    root = Path(out_dir) / COLLECTION_DIR
-    items_file = root / "items.jsonl"
-    if not items_file.is_file():
-        raise CastError(f"{out_dir} is not an exported collection (no {COLLECTION_DIR}/items.jsonl): run `cast segment` first")
-    items = [json.loads(line) for line in items_file.read_text().splitlines() if line.strip()]
-    per_image = []
-    for item in items:
-        path = root / "embeddings" / f"{item['stem']}.npz"
-        rows = []
-        if path.is_file():
-            with np.load(path) as arrays:
-                level = 0
-                while f"level{level}" in arrays:
-                    rows.append((arrays[f"ids{level}"], arrays[f"level{level}"].astype(np.float32)))
-                    level += 1
-        per_image.append(rows)
-    return SegmentIndex.from_arrays([item["name"] for item in items], per_image), items
-
-
-def search_collection(out_dir: Path, image: str, level: int, x: float, y: float, top_k: int = 10) -> list[SearchHit]:
-    """The segment under (x, y) of `image` (pixels of the original image) and its `top_k` best matches."""
-    from ..hierarchy import Hierarchy
-
-    index, items = load_index(out_dir)
-    matches = [i for i, item in enumerate(items) if image in (item["name"], item["stem"])]
-    if not matches:
-        raise CastError(f"no image {image!r} in the collection {out_dir}")
-    position = matches[0]
-    hierarchy = Hierarchy.from_json((Path(out_dir) / items[position]["stem"] / "hierarchy.json").read_text())
-    segment = hierarchy.segment_at_original(level, x, y)  # OutOfRangeError names the image
-    return index.search(position, level, segment, top_k)
 
 
 def _search_main(args: argparse.Namespace) -> int:
-    hits = search_collection(args.collection, args.image, args.level, args.x, args.y, args.top_k)
+    from ..collection import open_collection  # inside: `cast search --help` stays fast
+
+    collection = open_collection(args.collection)
+    index = collection.find(args.image)
+    hits = collection.search(index, args.level, x=args.x, y=args.y, top_k=args.top_k,
+                             include_query_image=args.include_query_image, centre=args.centre)
     if args.json:
         print(json.dumps([h.to_dict() for h in hits], indent=1))
         return 0
@@ -67,13 +27,18 @@ def _search_main(args: argparse.Namespace) -> int:
 
 def add_search_command(subparsers: Any) -> None:
     """Register `search COLLECTION --image NAME --level L --x X --y Y [--top-k K]`."""
-    parser = subparsers.add_parser("search", help="find similar segments across an exported collection",
+    parser = subparsers.add_parser("search", help="find similar segments across a saved collection",
                                    description=__doc__.split("\n\n")[0])
     parser.add_argument("collection", type=existing_dir, help="the --out folder of `cast segment`")
-    parser.add_argument("--image", required=True, help="file name (or stem) of the query image")
+    parser.add_argument("--image", required=True,
+                        help="the query image as listed in the collection (a/img.jpg), or its file name if unique")
     parser.add_argument("--level", type=non_negative_int, default=2, help="hierarchy level (default 2: 32 segments)")
     parser.add_argument("--x", type=float, required=True, help="column of the query point, in the image's own pixels")
     parser.add_argument("--y", type=float, required=True, help="row of the query point, in the image's own pixels")
-    parser.add_argument("--top-k", type=positive_int, default=10, help="matches to list (default 10)")
+    parser.add_argument("--top-k", type=positive_int, default=10, help="records to list, the query first (default 10)")
+    parser.add_argument("--include-query-image", action="store_true",
+                        help="also rank the query image's own segments (by default only other images' are)")
+    parser.add_argument("--centre", action="store_true",
+                        help="subtract each image's mean segment embedding before the cosine")
     parser.add_argument("--json", action="store_true", help="print the ranked records as JSON")
     parser.set_defaults(func=_search_main)

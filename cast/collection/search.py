@@ -1,16 +1,20 @@
 """Segment search by CAST's own embeddings: rank every segment of one level across a collection by cosine
-similarity to a query segment. One normalised matrix per level, one matrix product per query."""
+similarity to a query segment. One matrix per level (in memory, or memory-mapped from a saved collection),
+one matrix product per query.
+
+Embeddings carry their image's identity (segments of one photo resemble each other more than the same part
+in two photos), so by default the query's own image is left out of the ranking after the query itself, and
+`centre=True` subtracts each image's mean segment embedding before the cosine (both measured in
+benchmarks/bench_collection.py and the README).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..errors import CastError
-
-if TYPE_CHECKING:
-    from .build import CollectionItem
 
 
 @dataclass(frozen=True)
@@ -29,53 +33,112 @@ class SearchHit:
 
 
 @dataclass(frozen=True)
-class _LevelIndex:
-    vectors: np.ndarray  # (N, C) float32, unit rows
-    image_index: np.ndarray  # (N,) int
-    segment: np.ndarray  # (N,) int
-    offsets: dict[tuple[int, int], int]  # (image index, segment) -> row
+class LevelMatrix:
+    """Every present segment of one level of a collection, one row each, grouped by image in index order.
+
+    `vectors`: (N, C) float32 raw embeddings; `image`, `segment`: (N,) int32 row owners; `norms`: (N,) row
+    norms; `means`: (n_images, C) each image's mean segment embedding; `centred_norms`: (N,) norms of
+    vectors - means[image]. Arrays may be memory-mapped (read-only)."""
+
+    vectors: np.ndarray
+    image: np.ndarray
+    segment: np.ndarray
+    norms: np.ndarray
+    means: np.ndarray
+    centred_norms: np.ndarray
+    ann: Any = None  # a FAISS index over the unit rows, for very large levels (cast.collection.ann)
+
+    @classmethod
+    def from_rows(cls, vectors: np.ndarray, image: np.ndarray, segment: np.ndarray, num_images: int) -> "LevelMatrix":
+        """Derive norms and per-image means from raw rows (rows grouped by image, images in order)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        image = np.asarray(image, dtype=np.int32)
+        counts = np.bincount(image, minlength=num_images).astype(np.float32)
+        sums = np.zeros((num_images, vectors.shape[1]), np.float64)
+        if len(image):  # rows come grouped by image: one sum per contiguous run
+            starts = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])
+            np.add.at(sums, image[starts], np.add.reduceat(vectors, starts, axis=0))
+        means = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+        centred = np.linalg.norm(vectors - means[image], axis=1).astype(np.float32)
+        return cls(vectors, image, np.asarray(segment, dtype=np.int32), np.linalg.norm(vectors, axis=1).astype(np.float32),
+                   means, centred)
+
+    def __len__(self) -> int:
+        return len(self.image)
+
+    def row_of(self, image_index: int, segment: int) -> int | None:
+        """The row of one segment (rows of an image are contiguous: a binary search, then a scan of them)."""
+        start, stop = np.searchsorted(self.image, [image_index, image_index + 1])
+        rows = np.flatnonzero(np.asarray(self.segment[start:stop]) == segment)
+        return int(start + rows[0]) if len(rows) else None
+
+    def image_rows(self, image_index: int) -> slice:
+        start, stop = np.searchsorted(self.image, [image_index, image_index + 1])
+        return slice(int(start), int(stop))
+
+    def similarities(self, row: int, centre: bool = False, rows: slice | np.ndarray | None = None) -> np.ndarray:
+        """Cosine similarity of every row (or `rows`) to row `row`, optionally after per-image centring."""
+        rows = slice(0, len(self)) if rows is None else rows
+        vectors = self.vectors[rows]
+        query = np.asarray(self.vectors[row], dtype=np.float32)
+        if not centre:
+            scores = vectors @ query
+            return scores / np.maximum(self.norms[rows] * np.linalg.norm(query), 1e-12)
+        query = query - self.means[self.image[row]]
+        scores = vectors @ query - (self.means @ query)[self.image[rows]]
+        return scores / np.maximum(self.centred_norms[rows] * np.linalg.norm(query), 1e-12)
+
+
+def rank(matrix: LevelMatrix, names: Sequence[str], image_index: int, level: int, segment: int, top_k: int = 10, *,
+         include_query_image: bool = False, centre: bool = False) -> list[SearchHit]:
+    """The query segment first (similarity 1), then the `top_k - 1` most similar segments of `level`: of the
+    other images by default, of every image with `include_query_image`."""
+    row = matrix.row_of(image_index, segment)
+    if row is None:
+        raise CastError(f"segment {segment} of level {level} is not present in image {image_index}")
+    own = matrix.image_rows(image_index)
+    if matrix.ann is not None and not centre:  # candidates from the approximate index, rescored exactly
+        from .ann import candidates
+
+        extra = 0 if include_query_image else own.stop - own.start
+        rows = np.union1d(candidates(matrix.ann, np.asarray(matrix.vectors[row]), int(top_k) + extra + 1), [row])
+    else:
+        rows = np.arange(len(matrix))
+    scores = matrix.similarities(row, centre, rows if len(rows) < len(matrix) else None)
+    ranking = scores.copy()
+    if not include_query_image:
+        ranking[(rows >= own.start) & (rows < own.stop)] = -np.inf
+    ranking[rows == row] = np.inf
+    k = max(1, min(int(top_k), int(np.isfinite(ranking).sum()) + 1))
+    top = np.argpartition(-ranking, k - 1)[:k]
+    top = top[np.argsort(-ranking[top], kind="stable")]
+    return [SearchHit(int(matrix.image[r]), names[int(matrix.image[r])], int(matrix.segment[r]), level, float(scores[i]))
+            for i, r in zip(top, rows[top])]
 
 
 class SegmentIndex:
-    """Unit-norm embeddings of every present segment of every level, over all items of a collection."""
+    """Search over the level matrices of a collection (in memory or memory-mapped)."""
 
-    def __init__(self, levels: dict[int, _LevelIndex], names: Sequence[str]) -> None:
+    def __init__(self, levels: dict[int, LevelMatrix], names: Sequence[str]) -> None:
         self._levels = levels
         self._names = list(names)
 
     @classmethod
-    def build(cls, items: Sequence["CollectionItem"]) -> "SegmentIndex":
-        """From collection items: the embeddings of each item's present segments."""
-        per_image = []
-        for item in items:
-            rows = []
-            for level, vectors in enumerate(item.embeddings):
-                present = item.hierarchy.segment_ids(level)
-                present = present[present < len(vectors)]
-                rows.append((present, vectors[present]))
-            per_image.append(rows)
-        return cls.from_arrays([item.name for item in items], per_image)
-
-    @classmethod
-    def from_arrays(cls, names: Sequence[str], per_image: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]]) -> "SegmentIndex":
+    def from_arrays(cls, names: Sequence[str],
+                    per_image: Sequence[Sequence[tuple[np.ndarray, np.ndarray]]]) -> "SegmentIndex":
         """From (segment ids, (n, C) vectors) per level of every image, in image-index order."""
-        levels: dict[int, _LevelIndex] = {}
-        num_levels = max((len(rows) for rows in per_image), default=0)
-        for level in range(num_levels):
+        levels: dict[int, LevelMatrix] = {}
+        for level in range(max((len(rows) for rows in per_image), default=0)):
             vectors, images, segments = [], [], []
             for image_index, rows in enumerate(per_image):
                 if level < len(rows) and len(rows[level][0]):
                     ids, vecs = rows[level]
                     vectors.append(np.asarray(vecs, dtype=np.float32))
-                    images.append(np.full(len(ids), image_index))
-                    segments.append(np.asarray(ids, dtype=np.int64))
-            if not vectors:
-                continue
-            matrix = np.concatenate(vectors)
-            matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-            image_index, segment = np.concatenate(images), np.concatenate(segments)
-            offsets = {(int(i), int(s)): row for row, (i, s) in enumerate(zip(image_index, segment))}
-            levels[level] = _LevelIndex(np.ascontiguousarray(matrix), image_index, segment, offsets)
+                    images.append(np.full(len(ids), image_index, np.int32))
+                    segments.append(np.asarray(ids, dtype=np.int32))
+            if vectors:
+                levels[level] = LevelMatrix.from_rows(np.concatenate(vectors), np.concatenate(images),
+                                                      np.concatenate(segments), len(per_image))
         return cls(levels, names)
 
     @property
@@ -84,43 +147,30 @@ class SegmentIndex:
 
     def size(self, level: int) -> int:
         """Segments indexed at a level."""
-        return len(self._levels[level].segment) if level in self._levels else 0
+        return len(self._levels[level]) if level in self._levels else 0
 
-    def vector(self, image_index: int, level: int, segment: int) -> np.ndarray:
-        """The unit embedding of one indexed segment."""
-        index = self._level(level)
-        row = index.offsets.get((int(image_index), int(segment)))
-        if row is None:
-            raise CastError(f"segment {segment} of level {level} is not present in image {image_index}")
-        return index.vectors[row]
-
-    def search(self, image_index: int, level: int, segment: int, top_k: int = 10) -> list[SearchHit]:
-        """The `top_k` most similar segments of `level` in the whole collection, most similar first; the query
-        itself always leads (its similarity is 1, up to rounding)."""
-        index = self._level(level)
-        query_row = index.offsets.get((int(image_index), int(segment)))
-        query = self.vector(image_index, level, segment)
-        scores = index.vectors @ query
-        ranking = scores.copy()
-        ranking[query_row] = np.inf
-        k = max(1, min(int(top_k), len(scores)))
-        top = np.argpartition(-ranking, k - 1)[:k]
-        top = top[np.argsort(-ranking[top], kind="stable")]
-        return [SearchHit(int(index.image_index[r]), self._names[int(index.image_index[r])], int(index.segment[r]), level,
-                          float(scores[r])) for r in top]
-
-    def similarities(self, image_index: int, level: int, query: np.ndarray) -> np.ndarray:
-        """Cosine similarity of every segment id of one image's level to a query vector (NaN where absent)."""
-        index = self._level(level)
-        rows = np.flatnonzero(index.image_index == image_index)
-        out = np.full(int(index.segment[rows].max()) + 1 if len(rows) else 0, np.nan)
-        out[index.segment[rows]] = index.vectors[rows] @ query
-        return out
-
-    def _level(self, level: int) -> _LevelIndex:
+    def matrix(self, level: int) -> LevelMatrix:
         if level not in self._levels:
             raise CastError(f"level {level} has no segment embeddings in this collection (levels {self.levels})")
         return self._levels[level]
+
+    def search(self, image_index: int, level: int, segment: int, top_k: int = 10, *, include_query_image: bool = False,
+               centre: bool = False) -> list[SearchHit]:
+        """See :func:`rank`."""
+        return rank(self.matrix(level), self._names, image_index, level, segment, top_k,
+                    include_query_image=include_query_image, centre=centre)
+
+    def similarities(self, image_index: int, level: int, segment: int, centre: bool = False) -> np.ndarray:
+        """Similarity of every segment id of the query's own image to the query (NaN where absent): a heat map."""
+        matrix = self.matrix(level)
+        row = matrix.row_of(image_index, segment)
+        if row is None:
+            raise CastError(f"segment {segment} of level {level} is not present in image {image_index}")
+        rows = matrix.image_rows(image_index)
+        ids = np.asarray(matrix.segment[rows])
+        out = np.full(int(ids.max()) + 1, np.nan)
+        out[ids] = matrix.similarities(row, centre, rows)
+        return out
 
 
 def similarity_map(labels: np.ndarray, per_segment: np.ndarray) -> np.ndarray:
