@@ -33,7 +33,7 @@ from .config import AppConfig
 from .explore_tab import ExploreControls, ensure_model
 from .models import DEFAULT_KEY, ModelCatalog
 from .notices import Notice, keeps_session
-from .owners import check_upload_size, check_zip, owner_of
+from .owners import Visitors, check_image_pixels, check_upload_size, check_zip
 from .scratch import Scratch
 from .session import ExplorerSession
 
@@ -146,24 +146,26 @@ def gather_files(paths: list[str] | None, caps: Any | None, scratch: Scratch) ->
     if not paths:
         raise Notice("Upload images, or a ZIP of images, first.")
     paths = [Path(p) for p in paths]
-    total = 0
+    limit = getattr(caps, "max_collection_images", None)
+    contents = {}
     for path in paths:
         if zipfile.is_zipfile(path):
             check_upload_size(path, caps and caps.max_zip_mb, "ZIP files")
-            total += check_zip(path, caps and caps.max_zip_images, caps and caps.max_zip_expanded_mb)
+            contents[path] = check_zip(path, caps.zip_limits(max_images=limit) if caps else None)
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             check_upload_size(path, caps and caps.max_image_mb, "images")
-            total += 1
+            check_image_pixels(path, caps and caps.max_image_megapixels)
         else:
             raise CastError(f"{path.name} is neither an image nor a ZIP of images")
-    limit = getattr(caps, "max_collection_images", None)
+    total = sum(len(c.images) for c in contents.values()) + len(paths) - len(contents)
     if limit is not None and total > limit:
         raise CastError(f"{total} images uploaded; this app segments at most {limit} per collection")
     files, names = [], []
     for path in paths:
-        if zipfile.is_zipfile(path):
-            limit_bytes = int((caps.max_zip_expanded_mb if caps else 8000) * 1e6)
-            root = prepare_data_root(path, extract_dir=scratch.new("upload"), max_bytes=limit_bytes)
+        if path in contents:  # only the images are extracted, into a folder reserved for exactly them
+            folder = scratch.new("upload", reserve_bytes=contents[path].image_bytes,
+                                 reserve_files=len(contents[path].images) + 1)
+            root = prepare_data_root(path, extract_dir=folder, limits=caps.zip_limits(max_images=limit) if caps else None)
             found, _ = scan_images(root)
             files += sorted(found)
             names += [str(p.relative_to(root)) for p in sorted(found)]
@@ -237,7 +239,7 @@ def saved_session(collection: Collection, index: int) -> ExplorerSession:
 
 # ---------------------------------------------------------------- the tab
 def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: ExploreControls,
-                         owner_state: gr.BrowserState, tabs: gr.Tabs, demo: gr.Blocks,
+                         visitors: Visitors, tabs: gr.Tabs, demo: gr.Blocks,
                          collections: Sequence[Path] = (), naming: Any = None) -> None:
     """Add the Collection tab to the current Blocks and wire its events (/collection and /search among them)."""
     caps = config.limits if config.hosted else None
@@ -331,7 +333,7 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
     @keeps_session(len(outputs) + 2)
     def segment_uploads(paths, model_key=DEFAULT_KEY, batch_size=8, stability=False, level=2, token=None,
                         request: gr.Request = None, progress=gr.Progress()):
-        owner = owner_of(token, request)
+        owner = visitors.owner(token, request)
         files, names = gather_files(paths, caps, scratch)
         handle = ensure_model(catalog, model_key or DEFAULT_KEY, progress, owner)
         segmenter = Segmenter(handle.model, max_output_pixels=THUMB_PIXELS)
@@ -352,11 +354,11 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
     def open_saved(key, level, token=None, request: gr.Request = None):
         if not key:
             return (*([gr.skip()] * len(outputs)), "")
-        view = CollectionView(key, library.open(key, owner_of(token, request)), level=int(level))
+        view = CollectionView(key, library.open(key, visitors.owner(token, request)), level=int(level))
         return (*shown(view), "")
 
     def refresh_choices(token=None, request: gr.Request = None):
-        return gr.update(choices=library.choices(owner_of(token, request)))
+        return gr.update(choices=library.choices(visitors.owner(token, request)))
 
     def regallery(view: CollectionView) -> tuple:
         view, items, where = gallery(view)
@@ -408,7 +410,7 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
         """Rank every segment of `level` across the collection by similarity to the segment under (x, y) of image
         `image_index` (in that image's own pixels): the query first, then other images' segments (`own` adds the
         query image's). `key`: a saved collection (default: the one open in this session, else the first)."""
-        view = current(view, key, owner_of(token, request))
+        view = current(view, key, visitors.owner(token, request))
         item = view.collection.item(int(image_index))
         segment = view.collection.hierarchy(int(image_index)).segment_at_original(int(level), float(x), float(y))
         return (*run_search(view, int(image_index), int(level), segment, top_k, own, centre), "")
@@ -427,12 +429,14 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
         for path in map(Path, masks):
             if zipfile.is_zipfile(path):
                 check_upload_size(path, caps and caps.max_zip_mb, "ZIP files")
-                check_zip(path, None, caps and caps.max_zip_expanded_mb)
-                limit_bytes = int((caps.max_zip_expanded_mb if caps else 8000) * 1e6)
-                root = prepare_data_root(path, extract_dir=scratch.new("masks"), max_bytes=limit_bytes)
+                limits = caps.zip_limits() if caps else None
+                contents = check_zip(path, limits)
+                folder = scratch.new("masks", reserve_bytes=contents.image_bytes, reserve_files=len(contents.images) + 1)
+                root = prepare_data_root(path, extract_dir=folder, limits=limits)
                 mask_files.update({p.name: p for p in root.rglob("*.png")})
             else:
                 check_upload_size(path, caps and caps.max_image_mb, "masks")
+                check_image_pixels(path, caps and caps.max_image_megapixels)
                 mask_files[path.name] = path
         per_image, mean, best = collection_scores(view.collection, mask_files)
         names = {name: i for i, name in enumerate(view.collection.names())}
@@ -451,11 +455,11 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
         archive = scratch.new("collection-export") / f"{view.collection.name}.zip"
         return str(collection_zip(view.collection.folder, archive)), ""
 
-    run_btn.click(segment_uploads, [files_in, explore.model_in, batch_in, stability_in, level_in, owner_state],
+    run_btn.click(segment_uploads, [files_in, explore.model_in, batch_in, stability_in, level_in, visitors.state],
                   [*outputs, pick_in, coll_notice], api_name="collection")
-    pick_in.input(open_saved, [pick_in, level_in, owner_state], [*outputs, coll_notice], api_name="open_collection")
-    refresh_btn.click(refresh_choices, [owner_state], [pick_in], api_visibility="private")
-    pick_in.focus(refresh_choices, [owner_state], [pick_in], api_visibility="private")
+    pick_in.input(open_saved, [pick_in, level_in, visitors.state], [*outputs, coll_notice], api_name="open_collection")
+    refresh_btn.click(refresh_choices, [visitors.state], [pick_in], api_visibility="private")
+    pick_in.focus(refresh_choices, [visitors.state], [pick_in], api_visibility="private")
     gallery_outputs = [state, gallery_out, page_md, selected_out, coll_notice]
     for control in (level_in, view_in, sort_in, descending_in, minimum_in):
         (control.submit if control is minimum_in else control.change)(settle, [state, level_in, view_in, sort_in, descending_in, minimum_in], gallery_outputs,
@@ -469,7 +473,7 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
     x_in, y_in = gr.Number(0, visible=False), gr.Number(0, visible=False)
     key_in = gr.Textbox("", visible=False)  # /search: a saved collection's key; empty: this session's, else the first
     gr.Button(visible=False).click(search_api, [state, image_index, level_in, x_in, y_in, topk_in, key_in, own_in,
-                                                centre_in, owner_state], search_out, api_name="search")
+                                                centre_in, visitors.state], search_out, api_name="search")
     open_btn.click(open_in_explore, [state], [*explore.view_outputs, tabs, coll_notice], api_visibility="private")
     gt_in.change(score, [state, gt_in], [state, gt_table, gt_best, coll_notice], api_visibility="private")
     export_btn.click(export, [state], [export_file, coll_notice], api_name="export_collection")
@@ -478,4 +482,4 @@ def build_collection_tab(catalog: ModelCatalog, config: AppConfig, explore: Expl
 
         build_text_search(naming, state, level_in, topk_in)
     if first:  # every new page shows the host's first collection at once
-        demo.load(open_saved, [pick_in, level_in, owner_state], [*outputs, coll_notice], api_visibility="private")
+        demo.load(open_saved, [pick_in, level_in, visitors.state], [*outputs, coll_notice], api_visibility="private")

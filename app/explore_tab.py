@@ -1,6 +1,7 @@
 """The Explore tab: one image, its hierarchy, clicks, a second model side by side (e.g. CAST vs ViT), exports.
 
-Every callback is a few lines over the library; results live in per-session gr.State values.
+Every callback is a few lines over the library; a session's results live in the app's SessionMemory (one
+budget for all visitors), its gr.State values hold tickets to them.
 """
 from __future__ import annotations
 
@@ -17,14 +18,16 @@ from cast.datasets import load_label_mask
 from cast.errors import CastError
 from cast.evaluation import align_ground_truth, level_metrics
 from cast.export import export_zip
-from cast.image import InputConfig
+from cast.image import MAX_PIXELS, InputConfig
 from cast.segmenter import Segmenter
+from cast.weights.hub import offline_reason
 
 from .components import OriginalImage, UploadedFile
 from .config import AppConfig
 from .models import DEFAULT_KEY, ModelCatalog, ModelHandle
+from .memory import Held, SessionMemory
 from .notices import Notice, keeps_session, redact_paths
-from .owners import check_upload_size, owner_of
+from .owners import Visitors, check_image_pixels, check_upload_size
 from .session import ExplorerSession
 from .texts import level_label, panel_markdown, scores_markdown, segment_markdown, status_markdown, timings_markdown
 
@@ -58,10 +61,19 @@ class ExploreControls:
 
 def ensure_model(catalog: ModelCatalog, key: str, progress: gr.Progress | None = None,
                  owner: str | None = None) -> ModelHandle:
-    """The model behind a picker key, downloading its official weights first (with a progress bar) if needed."""
+    """The model behind a picker key, downloading its official weights first (with a progress bar) if needed.
+
+    A model whose file vanished from the cache under the running app is served from memory while the file
+    is fetched (or converted) again; the default model that cannot be had at all falls back to the bundled
+    one with a notice, so that no request fails for it."""
     key = catalog.check_key(key)
     name = catalog.needs_download(key)
     if name is not None:
+        loaded = catalog.cached(key)
+        if loaded is not None:  # the file went away, the weights did not: answer now, fetch in the background
+            if offline_reason() is None:
+                catalog.downloads.start(name)
+            return loaded
         state = catalog.downloads.start(name, waiter=owner)
         while state is not None and state.active:
             if progress is not None:
@@ -69,20 +81,24 @@ def ensure_model(catalog: ModelCatalog, key: str, progress: gr.Progress | None =
             time.sleep(0.25)
             state = catalog.downloads.state(name)
         if state is None or state.status != "ready":
-            raise Notice(f"{state.describe() if state else name + ' could not be downloaded'}. Kept the current model.")
+            why = state.describe() if state else name + " could not be downloaded"
+            if key == DEFAULT_KEY and catalog.bundled_key() != catalog.default_key():
+                bundled = catalog.load(catalog.bundled_key(), owner)
+                return dataclasses.replace(bundled, notice=f"{why}. Showing the bundled model instead.")
+            raise Notice(f"{why}. Kept the current model.")
     return catalog.load(key, owner)
 
 
-def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str, owner_state: gr.BrowserState,
-                      naming: Any = None) -> ExploreControls:
+def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str, visitors: Visitors,
+                      memory: SessionMemory, naming: Any = None) -> ExploreControls:
     """Add the Explore tab to the current Blocks and wire its events (with `naming`, an app.naming_panel
-    NamingService: "Name the segments" and /name_segments)."""
+    NamingService: "Name the segments", /name_segments and /name_image)."""
     caps = config.limits if config.hosted else None
     examples = sorted(str(p) for p in config.assets_dir.glob("*.jpg")) if config.assets_dir.is_dir() else []
     ttl = config.session_ttl_s()  # hosted: a visitor's results leave memory after a while without use
     scratch = config.scratch()
-    session_state = gr.State(None, time_to_live=ttl)
-    compare_state = gr.State(None, time_to_live=ttl)  # the other model's ExplorerSession on the same pixels
+    session_state = gr.State(None, time_to_live=ttl, delete_callback=memory.drop)  # Held tickets (app/memory.py)
+    compare_state = gr.State(None, time_to_live=ttl, delete_callback=memory.drop)  # the other model, same pixels
     model_key_state = gr.State(DEFAULT_KEY)  # the model in use: a failed download goes back to it
     status = gr.Markdown(status_markdown(None, catalog.describe(default_key)), elem_id="status")
     downloads_md = gr.Markdown(redact_paths(catalog.default_status()), elem_id="downloads")
@@ -147,10 +163,10 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
     view_outputs = [session_state, picture, panel, tree_plot, partition_plot, level_md, timings, status]
     compare_outputs = [compare_a, compare_b, compare_info]
 
-    def refresh(session: ExplorerSession, figures: bool = True) -> tuple:
+    def refresh(session: ExplorerSession, held: Held | None, figures: bool = True) -> tuple:
         pic = session.picture()
         trees = session.tree_figures() if figures else (gr.skip(), gr.skip())
-        return (session, pic, panel_markdown(session), *trees, level_label(session, session.view.level),
+        return (memory.put(session, held, "explore"), pic, panel_markdown(session), *trees, level_label(session, session.view.level),
                 timings_markdown(session), status_markdown(session, session.model_summary))
 
     def compare_pictures(session: ExplorerSession, other: ExplorerSession | None) -> tuple:
@@ -165,13 +181,14 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
 
     @keeps_session(len(view_outputs) + 2)
     def segment(upload: UploadedFile | None, model_key=None, ckpt_path=None, method="seeds", count=196, size=224,
-                mode="center_crop", level=1, view="fill", opacity=0.6, token=None, request: gr.Request = None,
-                progress=gr.Progress()):
+                mode="center_crop", level=1, view="fill", opacity=0.6, token=None, held=None,
+                request: gr.Request = None, progress=gr.Progress()):
         if upload is None:
             raise Notice("Upload an image (or pick an example) first.")
         check_upload_size(upload.path, caps and caps.max_image_mb, "images", upload.name)
+        check_image_pixels(upload.path, caps and caps.max_image_megapixels, upload.name)
         check_upload_size(ckpt_path, caps and caps.max_checkpoint_mb, "checkpoints")
-        owner = owner_of(token, request)
+        owner = visitors.owner(token, request)
         handle = catalog.load_file(ckpt_path) if ckpt_path else ensure_model(catalog, model_key or DEFAULT_KEY, progress, owner)
         # the superpixel controls do not apply to the ViT baseline (its level 0 is k-means)
         segmenter = Segmenter(handle.model, None if handle.is_vit else method, InputConfig(size=int(size), mode=mode),
@@ -183,10 +200,11 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
         message = redact_paths(f"ℹ️ {handle.notice}") if handle.notice else ""
         if handle.notice:
             gr.Info(redact_paths(handle.notice))
-        return (*refresh(session), model_key, message)
+        return (*refresh(session, held), model_key, message)
 
     @keeps_session(len(view_outputs) + len(compare_outputs) + 1)
-    def change_view(session, other, level, view, opacity):
+    def change_view(held, held_other, level, view, opacity):
+        session, other = memory.get(held), memory.get(held_other)
         if session is None:
             return (*([gr.skip()] * (len(view_outputs) + len(compare_outputs))), "")
         session = session.with_view(level=int(level), view=view, opacity=float(opacity))
@@ -195,18 +213,20 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
             session = session.clear_selection()
         if other is not None and other.selection is not None and other.selection.level != int(level):
             other = other.clear_selection()
-        return (*refresh(session, figures=figures), *compare_pictures(session, other), "")
+        return (*refresh(session, held, figures=figures), *compare_pictures(session, other), "")
 
     @keeps_session(len(view_outputs) + len(compare_outputs) + 1)
-    def click(session, other, evt: gr.SelectData):
+    def click(held, held_other, evt: gr.SelectData):
+        session, other = memory.get(held), memory.get(held_other)
         if session is None:
             raise Notice("Segment an image first.")
         session = session.select_at(*evt.index)
-        return (*refresh(session), *compare_pictures(session, other), "")
+        return (*refresh(session, held), *compare_pictures(session, other), "")
 
     @keeps_session(len(view_outputs) + 2)
-    def measure_stability(session):
+    def measure_stability(held):
         """Score every segment by how it comes back under small perturbations; then show the stability view."""
+        session = memory.get(held)
         if session is None or session.segmenter is None:
             raise Notice("Segment an image first.")
         result = session.result
@@ -216,29 +236,32 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
         fresh = dataclasses.replace(ExplorerSession.create(measured, session.model_summary, session.top_classes),
                                     segmenter=session.segmenter, source=session.source)
         fresh = fresh.with_view(level=session.view.level, view="stability", opacity=session.view.opacity)
-        return (*refresh(fresh), gr.update(value="stability"), "")
+        return (*refresh(fresh, held), gr.update(value="stability"), "")
 
     @keeps_session(len(compare_outputs) + 2)
-    def click_other(session, other, evt: gr.SelectData):
+    def click_other(held, held_other, evt: gr.SelectData):
+        session, other = memory.get(held), memory.get(held_other)
         if session is None or other is None:
             raise Notice("Compare two models first.")
         other = other.with_view(level=session.view.level).select_at(*evt.index)
-        return (other, *compare_pictures(session, other), "")
+        return (memory.put(other, held_other, "compare"), *compare_pictures(session, other), "")
 
     @keeps_session(len(compare_outputs) + 2)
-    def compare(session, other_key, token=None, request: gr.Request = None, progress=gr.Progress()):
+    def compare(held, other_key, token=None, held_other=None, request: gr.Request = None, progress=gr.Progress()):
+        session = memory.get(held)
         if session is None:
             raise Notice("Segment an image first, then compare.")
-        other = ensure_model(catalog, other_key, progress, owner_of(token, request))
+        other = ensure_model(catalog, other_key, progress, visitors.owner(token, request))
         theirs = Segmenter(other.model).rerun(session.result)
         other_session = ExplorerSession.create(theirs, other.summary).with_view(**dataclasses.asdict(session.view))
-        return (other_session, *compare_pictures(session.clear_selection(), other_session), "")
+        return (memory.put(other_session, held_other, "compare"), *compare_pictures(session.clear_selection(), other_session),
+                "")
 
     @keeps_session(3)
     def choose_model(key, previous, token=None, request: gr.Request = None, progress=gr.Progress()):
         """A model picked in the dropdown: fetch its weights now (with progress); a failure keeps the old one."""
         try:
-            handle = ensure_model(catalog, key, progress, owner_of(token, request))
+            handle = ensure_model(catalog, key, progress, visitors.owner(token, request))
         except (CastError, Notice) as err:
             gr.Warning(redact_paths(str(err)))
             return previous, gr.update(value=previous), f"⚠️ {redact_paths(str(err))}"
@@ -246,7 +269,8 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
         return key, gr.update(), message
 
     @keeps_session(2)
-    def export(session):
+    def export(held):
+        session = memory.get(held)
         if session is None:
             raise Notice("Nothing to export yet: segment an image first.")
         out_dir = scratch.new("export")
@@ -255,11 +279,14 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
         return str(export_zip(session.hierarchy, out_dir / f"{stem}_cast.zip", stem=stem, names=session.names)), ""
 
     @keeps_session(2)
-    def score_ground_truth(session, other, gt_path):
+    def score_ground_truth(held, held_other, gt_path):
+        session, other = memory.get(held), memory.get(held_other)
         if session is None or gt_path is None:
             raise Notice("Segment an image and upload its ground-truth mask.")
         check_upload_size(gt_path, caps and caps.max_image_mb, "masks")
-        mask = load_label_mask(gt_path)
+        # the size comes from the header and must be the image's: nothing larger is ever decoded
+        mask = load_label_mask(gt_path, expected_size=original_size(session.hierarchy), name=Path(gt_path).name,
+                               max_pixels=int(caps.max_image_megapixels * 1e6) if caps else MAX_PIXELS)
         columns = [("this model", level_metrics(session.hierarchy, align_ground_truth(mask, session.hierarchy)))]
         if other is not None:
             columns.append(("other model", level_metrics(other.hierarchy, align_ground_truth(mask, other.hierarchy))))
@@ -275,7 +302,7 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
         return gr.Timer(active=downloading or bool(catalog.downloads.active())), gr.update(visible=downloading)
 
     seg_inputs = [image_in, model_in, ckpt_in, method_in, count_in, size_in, mode_in, level_in, view_in, opacity_in,
-                  owner_state]
+                  visitors.state, session_state]
     seg_outputs = [*view_outputs, model_key_state, notice]
     run_btn.click(segment, seg_inputs, seg_outputs, api_name="segment")
     image_in.change(segment, seg_inputs, seg_outputs, api_visibility="private")  # an upload or example starts at once
@@ -289,16 +316,16 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
                      api_visibility="private", show_progress="hidden")
     compare_b.select(click_other, [session_state, compare_state], [compare_state, *compare_outputs, notice],
                      api_visibility="private", show_progress="hidden")
-    compare_btn.click(compare, [session_state, compare_model, owner_state], [compare_state, *compare_outputs, notice],
+    compare_btn.click(compare, [session_state, compare_model, visitors.state, compare_state], [compare_state, *compare_outputs, notice],
                       api_name="compare")
     model_in.input(before_choice, [model_in], [download_timer, cancel_download], api_visibility="private").then(
-        choose_model, [model_in, model_key_state, owner_state], [model_key_state, model_in, notice],
+        choose_model, [model_in, model_key_state, visitors.state], [model_key_state, model_in, notice],
         api_visibility="private").then(
         lambda: gr.update(visible=bool(catalog.downloads.active())), None, [cancel_download], api_visibility="private")
     # hosted: a visitor only stops waiting (others may need the file); locally, cancel stops the download
     cancel_download.click(lambda key, token=None, request=None: _cancel(
-                              catalog, key, owner_of(token, request) if config.hosted else None),
-                          [model_in, owner_state], [notice], api_name="cancel_download")
+                              catalog, key, visitors.owner(token, request) if config.hosted else None),
+                          [model_in, visitors.state], [notice], api_name="cancel_download")
     export_btn.click(export, [session_state], [export_file, notice], api_name="export")
     stability_btn.click(measure_stability, [session_state], [*view_outputs, view_in, notice], api_name="measure_stability")
     gt_in.change(score_ground_truth, [session_state, compare_state, gt_in], [gt_scores, notice], api_name="score_ground_truth")
@@ -313,20 +340,31 @@ def build_explore_tab(catalog: ModelCatalog, config: AppConfig, default_key: str
             return Segmenter(handle.model).run(path, name=name)
 
         with naming_slot:
-            build_naming_panel(naming, session_state, picture, view_in, level_in, view_outputs, refresh, segment_file)
+            build_naming_panel(naming, session_state, picture, view_in, level_in, view_outputs, refresh, segment_file,
+                               memory)
 
-    def select_api(session, level, x, y):
+    def select_api(held, level, x, y):
         """Scripted click: select the segment under (x, y) at `level`; returns its record."""
+        try:
+            session = memory.get(held)
+        except Notice as err:
+            raise gr.Error(str(err)) from err
         if session is None:
             raise gr.Error("Segment an image first.")
         session = session.select_at(int(x), int(y), int(level))
-        return session, session.selected_info()
+        return memory.put(session, held, "explore"), session.selected_info()
 
     select_json = gr.JSON(visible=False)
     gr.Button(visible=False).click(select_api, [session_state, level_in, gr.Number(visible=False), gr.Number(visible=False)],
                                    [session_state, select_json], api_name="select")
     return ExploreControls(image_in, model_in, model_key_state, compare_model, status, downloads_md, download_timer,
-                           view_outputs, refresh)
+                           view_outputs, lambda session: refresh(session, None))
+
+
+def original_size(hierarchy: Any) -> tuple[int, int] | None:
+    """(width, height) of the image a hierarchy was made from, as recorded in its provenance."""
+    original = getattr(getattr(hierarchy.provenance, "input", None), "original_hw", None)
+    return None if original is None else (int(original[1]), int(original[0]))
 
 
 def _default_compare(catalog: ModelCatalog) -> str:

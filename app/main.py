@@ -123,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
+    from .hosting import server_options
     from .ui import build_app, build_catalog
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -130,13 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = build_app(config, catalog=catalog, collections=collections)
     demo.queue(default_concurrency_limit=config.max_concurrency)
     print(startup_line(config, catalog, f"http://{config.server_name}:{config.server_port}"), flush=True)
-    # Hosted: the server refuses any upload above the largest cap before it is written; our own per-input
-    # caps (images, checkpoints, ZIPs) then answer with a message naming the file.
-    max_file_size = f"{config.limits.max_upload_mb:g}mb" if config.hosted else None
+    # Hosted: the server refuses any upload above the largest cap before it is written, and makes room for it
+    # in its upload folder's budget (app/hosting.py); our own per-input caps (images, checkpoints, ZIPs) then
+    # answer with a message naming the file.
     capacity = config.limits.max_sessions if config.hosted else 10_000  # sessions whose results stay in memory
     demo.launch(server_name=config.server_name, server_port=config.server_port, show_error=True, share=args.share,
-                max_file_size=max_file_size, state_session_capacity=capacity,
-                mcp_server=mcp_requested(args.mcp))  # fmt: skip
+                state_session_capacity=capacity, mcp_server=mcp_requested(args.mcp), **server_options(config))  # fmt: skip
     return 0
 
 

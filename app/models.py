@@ -274,6 +274,12 @@ class ModelCatalog:
                 self._cache.popitem(last=False)
         return handle
 
+    def cached(self, key: str) -> ModelHandle | None:
+        """The model behind a key if it is loaded already (nothing is read from disk)."""
+        key = self.default_key() if key == DEFAULT_KEY else key
+        with self._lock:
+            return self._cache.get(key)
+
     def set_job_results(self, job_results: Callable[[str, str | None], Path]) -> None:
         """Where `job:` keys resolve: (job id, owner) -> model file (the jobs tab owns the queue)."""
         self._job_results = job_results

@@ -143,11 +143,14 @@ class NamingControls:
 
 def build_naming_panel(service: NamingService, session_state: gr.State, picture: gr.Image, view_in: gr.Dropdown,
                        level_in: gr.Slider, refresh_outputs: list, refresh: Callable,
-                       segment_file: Callable[[str, str], Any] | None = None) -> NamingControls:
+                       segment_file: Callable[[str, str], Any] | None = None, memory: Any = None) -> NamingControls:
     """The "Name the segments" accordion of Explore, its /name_segments endpoint and, with `segment_file`
     (path, name -> Hierarchy with the default model), the one-call /name_image endpoint for agents.
 
-    `refresh(session)` gives the values of `refresh_outputs` (the Explore tab's picture, panel, trees ...)."""
+    `refresh(session, held)` gives the values of `refresh_outputs` (the Explore tab's picture, panel, trees
+    ...); `memory` (app.memory.SessionMemory) holds the sessions whose tickets `session_state` keeps."""
+    load = memory.get if memory is not None else (lambda held: held)
+    store = (lambda session, held: memory.put(session, held, "explore")) if memory is not None else (lambda s, h: s)
     with gr.Accordion("Name the segments (zero-shot, CLIP)", open=False, elem_id="naming"):
         gr.Markdown("Names every segment of the object level with the vocabulary's objects (plus *Background*) "
                     "and of the part level with the parts of the object under it — the paper's PartImageNet "
@@ -171,18 +174,18 @@ def build_naming_panel(service: NamingService, session_state: gr.State, picture:
         return preset
 
     @keeps_session(len(refresh_outputs) + 3)
-    def name_ui(session, preset, text, object_level, part_level, progress=gr.Progress()):
-        named = name_session(service, session, vocabulary_of(preset, text), object_level, part_level, progress)
+    def name_ui(held, preset, text, object_level, part_level, progress=gr.Progress()):
+        named = name_session(service, load(held), vocabulary_of(preset, text), object_level, part_level, progress)
         count = len(named.names.records)
         message = service.public(f"Named {count} segments with {named.names.vocabulary.describe()} "
                                  f"({named.names.clip_model}). Click a segment to see its name, score and runner-ups.")
-        return (*refresh(named), gr.update(value="named"), gr.update(value=named.view.level), message)
+        return (*refresh(named, held), gr.update(value="named"), gr.update(value=named.view.level), message)
 
     name_btn.click(name_ui, [session_state, preset_in, text_in, object_in, part_in],
                    [*refresh_outputs, view_in, level_in, naming_notice], api_visibility="private")
 
     @keeps_session(3)
-    def name_segments(session, vocabulary: str, object_level: float | None = None, part_level: float | None = None,
+    def name_segments(held, vocabulary: str, object_level: float | None = None, part_level: float | None = None,
                  progress=gr.Progress()):
         """Name the segments of the current image zero-shot with CLIP (the paper's "by recognition" step).
 
@@ -194,8 +197,8 @@ def build_naming_panel(service: NamingService, session_state: gr.State, picture:
         Returns one record per segment of those levels: level, segment, name, score, runner-ups.
         """
         part = NO_PARTS if part_level is not None and float(part_level) < 0 else part_level
-        named = name_session(service, session, vocabulary, object_level, part, progress)
-        return named, name_records(named.names), ""
+        named = name_session(service, load(held), vocabulary, object_level, part, progress)
+        return store(named, held), name_records(named.names), ""
 
     vocab_api = gr.Textbox(visible=False)
     obj_api, part_api = gr.Number(None, visible=False), gr.Number(None, visible=False)

@@ -8,16 +8,17 @@ from typing import Sequence
 import gradio as gr
 
 from cast.errors import CastError
-from cast.train.jobs import JobQueue
 
 from .collection_tab import build_collection_tab
 from .config import AppConfig
 from .downloads import DownloadManager
 from .explore_tab import build_explore_tab, page_load_updates
-from .jobs_tab import JobService, build_jobs_tab
+from .jobs import JobQueue, JobService
+from .jobs_tab import build_jobs_tab
+from .memory import SessionMemory
 from .models import ModelCatalog
+from .owners import Visitors
 from .naming_panel import NamingService
-from .owners import new_token
 
 log = logging.getLogger(__name__)
 
@@ -43,25 +44,28 @@ def build_app(config: AppConfig | None = None, *, background_download: bool = Tr
     except CastError as err:  # the UI still starts and says so; another model can be chosen
         log.error("could not load the default model %s: %s", default_key, err)
 
+    memory = SessionMemory(config.session_memory_bytes())  # every session's results, one budget
     jobs = JobService(JobQueue(config.jobs_dir, limits=config.job_limits()), catalog, config)
     naming = NamingService(config)  # CLIP is loaded on the first naming request, never at start-up
 
     # hosted: Gradio's own copies of uploads and outputs are deleted when older than the scratch time to live
     ttl = int(config.limits.scratch_ttl_hours * 3600)
     with gr.Blocks(title="CAST Explorer", delete_cache=(max(60, ttl // 4), ttl) if config.hosted else None) as demo:
-        # this browser's jobs and models; sealed with a key that survives restarts, like the jobs themselves
-        owner_state = gr.BrowserState("", storage_key="cast-explorer-owner", secret=config.browser_secret())
+        # this browser's jobs and models: a token signed by the server, checked on every request
+        keys = config.visitor_keys()
+        visitors = Visitors(gr.BrowserState("", storage_key="cast-explorer-owner", secret=keys.browser_state_secret()),
+                            keys)
         gr.Markdown("# CAST Explorer\nHierarchical segments learned by CAST (Ke, Mo, Yu, ICLR 2024): "
                     "superpixels → 64 → 32 → 16 → 8 segments from one forward pass.")
         gr.Markdown(config.mode_banner(), elem_id="mode")
         with gr.Tabs() as tabs:
             with gr.Tab("Explore", id="explore"):
-                explore = build_explore_tab(catalog, config, default_key, owner_state, naming=naming)
+                explore = build_explore_tab(catalog, config, default_key, visitors, memory, naming=naming)
             with gr.Tab("Collection", id="collection"):
-                build_collection_tab(catalog, config, explore, owner_state, tabs, demo, collections, naming=naming)
+                build_collection_tab(catalog, config, explore, visitors, tabs, demo, collections, naming=naming)
             with gr.Tab("Fine-tune", id="finetune"):
-                build_jobs_tab(jobs, [explore.model_in, explore.compare_model], owner_state)
-        demo.load(new_token, [owner_state], [owner_state], api_visibility="private")
+                build_jobs_tab(jobs, [explore.model_in, explore.compare_model], visitors)
+        demo.load(keys.issue, [visitors.state], [visitors.state], api_visibility="private")
         demo.load(lambda: page_load_updates(catalog), None,
                   [explore.model_in, explore.model_key_state, explore.compare_model, explore.status,
                    explore.downloads_md, explore.download_timer], api_visibility="private")

@@ -21,7 +21,7 @@ from _timing import median_ms, table  # noqa: E402
 
 from app.models import UNTRAINED_KEY, ModelCatalog  # noqa: E402
 from app.session import ExplorerSession  # noqa: E402
-from cast.train.jobs import JobLimits, JobQueue  # noqa: E402
+from app.jobs import JobLimits, JobQueue  # noqa: E402
 from PIL import Image  # noqa: E402
 from skimage import data  # noqa: E402
 from cast.image import InputConfig  # noqa: E402

@@ -23,7 +23,15 @@ def free_port() -> int:
 @contextmanager
 def running_app(log_path: Path, extra_env: dict[str, str] | None = None, timeout: float = 120.0,
                 args: tuple[str, ...] = ()) -> Iterator[str]:
-    """Yield the base URL of `python app.py` listening on 127.0.0.1; stop it afterwards.
+    """Yield the base URL of `python app.py` listening on 127.0.0.1; stop it afterwards (see running_app_process)."""
+    with running_app_process(log_path, extra_env, timeout, args) as (url, _):
+        yield url
+
+
+@contextmanager
+def running_app_process(log_path: Path, extra_env: dict[str, str] | None = None, timeout: float = 120.0,
+                        args: tuple[str, ...] = ()) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Yield (base URL, process) of `python app.py` listening on 127.0.0.1; stop it afterwards.
 
     Offline, with its own empty Hugging Face cache and converted-copy folder next to the log (so what the
     developer has downloaded does not change the default model), unless `extra_env` says otherwise."""
@@ -55,7 +63,7 @@ def running_app(log_path: Path, extra_env: dict[str, str] | None = None, timeout
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"app did not start in {timeout}s; log:\n{log_path.read_text()[-3000:]}")
                 time.sleep(0.5)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:

@@ -21,8 +21,8 @@ from PIL import Image
 from skimage import data
 
 from app.config import AppConfig, HostedLimits, hosted_from_env
+from app.jobs import JobLimits, JobQueue
 from cast.errors import CastError, JobError
-from cast.train.jobs import JobLimits, JobQueue
 
 FAKE_WORKER = """#!{python}
 # Stands in for `python -m cast.train.job_worker FOLDER`: one "step" every 0.1 s until the cancel file appears
@@ -115,23 +115,61 @@ def test_jobs_per_owner_and_in_total_with_queue_positions(tmp_path: Path, fake_p
     assert q.queue_position(third.id) == 1
 
 
-def test_results_expire_and_the_oldest_go_first_beyond_the_disk_budget(tmp_path: Path, fake_python: str) -> None:
-    q = queue(tmp_path, fake_python, max_results_bytes=25_000, result_ttl_s=3600)
-    done = []
-    for owner in "ABC":
-        job = q.submit("moco", cfg(tmp_path, steps=1, result_bytes=10_000, output=str(tmp_path / "jobs-out" / owner)),
-                       owner=owner)
+def test_results_are_kept_per_visitor_and_a_full_disk_refuses_new_jobs(tmp_path: Path, fake_python: str) -> None:
+    """Beyond its quota a visitor loses its own oldest results, never another's; a full disk refuses new jobs."""
+    q = queue(tmp_path, fake_python, max_results_bytes=60_000, result_ttl_s=3600, max_results_per_owner=2,
+              max_results_per_address=3)
+
+    def run(owner: str, address: str) -> str:
+        job = q.submit("moco", cfg(tmp_path, steps=1, result_bytes=10_000), owner=owner, address=address)
         wait_state(q, job.id, "done")
-        done.append(job.id)
-    # the outputs live outside the job folders here; put them inside, as the hosted app does
-    for job_id in done:
-        (q.job_dir(job_id) / "model.safetensors").write_bytes(b"x" * 10_000)
+        (q.job_dir(job.id) / "model.safetensors").write_bytes(b"x" * 10_000)  # inside the folder, as when hosted
+        return job.id
+
+    victim = run("V", "10.0.0.1")
+    burst = [run(f"A{i // 2}", "10.0.0.66") for i in range(5)]  # two fresh sessions a time from one address
     q.poll()
     remaining = {p.name for p in (tmp_path / "jobs").iterdir()}
-    assert done[0] not in remaining and {done[1], done[2]} <= remaining  # oldest removed first
+    assert victim in remaining  # the other visitor's burst never touches it
+    assert set(burst[-3:]) <= remaining and not set(burst[:2]) & remaining  # the burst's own oldest went
+    for _ in range(2):  # a third address fills the disk: it is refused, nobody's results are deleted
+        run("C", "10.0.0.99")
+    with pytest.raises(JobError, match="disk for fine-tuning is full"):
+        q.submit("moco", cfg(tmp_path, steps=1), owner="D", address="10.0.0.100")
+    assert victim in {p.name for p in (tmp_path / "jobs").iterdir()}
     expired = JobQueue(tmp_path / "jobs", python=fake_python, limits=JobLimits(private=True, result_ttl_s=0))
     expired.poll()
     assert not any((tmp_path / "jobs").iterdir())
+
+
+def test_a_job_that_succeeded_leaves_no_resume_state(tmp_path: Path, fake_python: str) -> None:
+    q = queue(tmp_path, fake_python)
+    out = tmp_path / "jobs-out" / "mine.safetensors"
+    out.parent.mkdir()
+    state = out.with_name("mine.train-state.pt")
+    state.write_bytes(b"state")  # what the real worker saves at its checkpoints
+    job = q.submit("moco", cfg(tmp_path, steps=2, output=str(out)), owner="A")
+    (q.job_dir(job.id) / "data").mkdir()
+    wait_state(q, job.id, "done")
+    assert out.is_file() and not state.exists() and not (q.job_dir(job.id) / "data").exists()
+    with pytest.raises(JobError, match="nothing to resume"):
+        q.resume(job.id, "A")
+
+
+def test_caps_per_address_and_a_fair_share_of_the_queue(tmp_path: Path, fake_python: str) -> None:
+    q = queue(tmp_path, fake_python, max_running=1, max_queued=4, max_active_per_owner=1, max_active_per_address=3,
+              max_queue_share=0.5)
+    q.submit("moco", cfg(tmp_path, steps=200), owner="A1", address="10.0.0.1")  # runs
+    q.submit("moco", cfg(tmp_path, steps=200), owner="A2", address="10.0.0.1")  # waits
+    q.submit("moco", cfg(tmp_path, steps=200), owner="A3", address="10.0.0.1")  # waits: 2 of 4 places
+    with pytest.raises(JobError, match="address already has 3 job"):
+        q.submit("moco", cfg(tmp_path), owner="A4", address="10.0.0.1")
+    q.submit("moco", cfg(tmp_path), owner="B1", address="10.0.0.2")
+    with pytest.raises(JobError, match="fair share"):
+        JobQueue(tmp_path / "jobs", python=fake_python, limits=JobLimits(
+            private=True, max_queued=4, max_queue_share=0.25)).submit("moco", cfg(tmp_path), owner="B2", address="10.0.0.2")
+    for job in q.jobs("A1") + q.jobs("A2") + q.jobs("A3") + q.jobs("B1"):
+        q.cancel(job.id, job.owner)
 
 
 def test_workers_run_at_a_lower_priority(tmp_path: Path) -> None:
@@ -220,3 +258,232 @@ def test_model_keys_from_a_request_cannot_name_server_files(tmp_path: Path) -> N
             catalog.check_key(key)
     assert catalog.check_key("default") == "default" and catalog.check_key("zoo:cast_small_moco_in1k")
     assert catalog.check_key(catalog.bundled_key()) == catalog.bundled_key()
+
+
+# ------------------------------------------------------------------------------------ abuse, piece by piece
+def test_visitor_tokens_are_signed_by_the_server_and_checked(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from app.owners import VisitorError, VisitorKeys
+
+    keys = VisitorKeys.load(tmp_path / "jobs")
+    assert (tmp_path / "jobs" / ".visitor-key").stat().st_mode & 0o077 == 0  # readable by the app's user only
+    token = keys.issue()
+    request = SimpleNamespace(session_hash="abc", headers={"x-forwarded-for": "203.0.113.7, 10.0.0.1"},
+                              client=SimpleNamespace(host="10.0.0.1"))
+    assert keys.issue(token) == token and keys.owner(token, request) == f"visitor:{token.split('.')[0]}"
+    assert VisitorKeys.load(tmp_path / "jobs").owner(token, request) == keys.owner(token, request)  # after a restart
+    visitor_id, signature = token.split(".")
+    for forged in ("forged", visitor_id, f"{'0' * 32}.{signature}", f"{visitor_id}.{'0' * 32}", token + "0"):
+        with pytest.raises(VisitorError, match="not issued by this app"):
+            keys.owner(forged, request)
+        assert keys.issue(forged) != forged  # a browser holding one gets a fresh token
+    assert keys.owner(None, request) == "session:abc"
+    assert keys.address(request) == "10.0.0.1"  # the peer, unless behind a proxy
+    assert VisitorKeys.load(tmp_path / "jobs", behind_proxy=True).address(request) == "203.0.113.7"
+    assert keys.browser_state_secret() not in (keys._key.decode(), token)  # what Gradio publishes is not the key
+    assert AppConfig(jobs_dir=tmp_path / "jobs").visitor_keys().owner(token, request) == keys.owner(token, request)
+
+
+def test_masks_are_checked_from_their_header_and_held_small(tmp_path: Path) -> None:
+    import numpy as np
+
+    from cast.datasets import load_label_mask
+    from cast.errors import DatasetError
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("RGB", (6000, 5000), (128, 0, 0)).save(bomb)
+    with pytest.raises(DatasetError, match="6000x5000 pixels but the image is 451x300"):
+        load_label_mask(bomb, expected_size=(451, 300))
+    with pytest.raises(DatasetError, match="at most 20 megapixels"):
+        load_label_mask(bomb, max_pixels=20_000_000)
+    voc = load_label_mask(bomb, expected_size=(6000, 5000))
+    assert voc.dtype == np.uint8 and voc.shape == (5000, 6000) and set(np.unique(voc)) == {1}  # VOC colour 1
+    many = tmp_path / "many.png"
+    Image.fromarray((np.arange(300 * 400).reshape(300, 400) % 1000).astype(np.uint16)).save(many)
+    assert load_label_mask(many).dtype == np.uint16
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)).save(photo)
+    with pytest.raises(DatasetError, match="not a label mask"):
+        load_label_mask(photo)
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return path
+
+
+def test_zips_are_counted_sized_and_header_checked_before_extraction(tmp_path: Path) -> None:
+    from cast.datasets import inspect_zip, prepare_data_root
+    from cast.errors import DatasetError
+
+    limits = HostedLimits(max_zip_unused_files=5, max_zip_unused_mb=1).zip_limits()
+    buffer = io.BytesIO()
+    Image.fromarray(data.chelsea()).save(buffer, format="JPEG")
+    photo = buffer.getvalue()
+    cases = {
+        "padded": ({"a.jpg": photo, "padding.bin": bytes(50_000_000)}, "MB that are not usable images"),
+        "fake image": ({"a.jpg": photo, "zeros.jpg": bytes(50_000_000)}, "MB that are not usable images"),
+        "many entries": ({"a.jpg": photo, **{f"n/{i}.txt": b"" for i in range(300)}}, "entries"),
+        "some notes": ({"a.jpg": photo, **{f"n/{i}.txt": b"" for i in range(20)}}, "files that are not usable"),
+    }
+    for name, (members, message) in cases.items():
+        archive = _zip(tmp_path / f"{name}.zip", members)
+        with pytest.raises(DatasetError, match=message):
+            inspect_zip(archive, limits)
+        with pytest.raises(DatasetError):
+            prepare_data_root(archive, extract_dir=tmp_path / "x", limits=limits)
+    assert not any((tmp_path / "x").rglob("*.*")) if (tmp_path / "x").exists() else True  # nothing written
+    mixed = _zip(tmp_path / "mixed.zip", {"a.jpg": photo, "sub/b.jpg": photo, "README.txt": b"hi", "tiny.png": _png(8),
+                                          "huge.png": _png_header(50_000, 50_000)})  # a pixel bomb by its header
+    contents = inspect_zip(mixed, limits)
+    assert [r.as_posix() for _, r in contents.images] == ["a.jpg", "sub/b.jpg"]
+    assert {n for n, _ in contents.unused} == {"README.txt", "tiny.png", "huge.png"}
+    root = prepare_data_root(mixed, extract_dir=tmp_path / "y", limits=limits)
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == [
+        ".complete", "a.jpg", "sub/b.jpg"]  # only what will be used
+
+
+def _png(side: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (side, side)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """The first bytes of a PNG that claims to be width x height (enough for a header check)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+
+
+def test_scratch_keeps_a_budget_in_bytes_and_files(tmp_path: Path) -> None:
+    from app.scratch import Scratch, ScratchFullError
+
+    scratch = Scratch(tmp_path / "scratch", ttl_s=3600, max_bytes=10_000, max_files=10)
+    first = scratch.new("a", reserve_bytes=6_000, reserve_files=2)
+    (first / "x").write_bytes(b"x" * 6_000)
+    second = scratch.new("b", reserve_bytes=3_000, reserve_files=2)
+    assert first.is_dir() and second.is_dir()
+    os.utime(first, (time.time() - 10, time.time() - 10))  # first is the older one
+    third = scratch.new("c", reserve_bytes=5_000)  # does not fit beside both: the oldest goes
+    assert not first.exists() and second.is_dir() and third.is_dir()
+    for i in range(8):
+        (third / f"f{i}").touch()
+    os.utime(second, (time.time() - 5, time.time() - 5))
+    scratch.new("d", reserve_files=3)  # 2 + 9 files + 3 > 10: by files, the oldest goes
+    assert not second.exists()
+    with pytest.raises(ScratchFullError, match="scratch space"):
+        scratch.new("e", reserve_bytes=20_000)
+    expired = Scratch(tmp_path / "scratch", ttl_s=0)
+    time.sleep(0.01)
+    expired.sweep()
+    assert [p.name for p in (tmp_path / "scratch").iterdir()] == [".lock"]
+
+
+def test_session_results_share_one_memory_budget(tmp_path: Path) -> None:
+    import numpy as np
+
+    from app.memory import ResultsEvicted, SessionMemory, held_bytes
+
+    memory = SessionMemory(max_bytes=25_000_000)
+    first = memory.put({"labels": np.zeros((1000, 1000), np.int64)}, None, "explore")  # 8 MB
+    second = memory.put({"labels": np.zeros((1000, 1000), np.int64)}, None, "collection")
+    memory.get(first)  # used since: the second is now the least recently used
+    third = memory.put({"labels": np.zeros((1000, 1000), np.int64)}, None, "compare")
+    assert memory.used_bytes <= 25_000_000 and memory.get(third) is not None
+    fourth = memory.put({"labels": np.zeros((1000, 1000), np.int64)}, None, "explore")
+    with pytest.raises(ResultsEvicted, match="Your collection were removed|collection"):
+        memory.get(second)
+    assert memory.get(first) is not None and memory.get(fourth) is not None
+    assert memory.put({"labels": np.ones((1000, 1000), np.int64)}, first, "explore") == first  # replaced in place
+    memory.drop(first)
+    assert memory.get(first) is None  # Gradio deleted the state: gone without a notice
+    with pytest.raises(Exception, match="at most 25 MB"):
+        memory.put(np.zeros(4_000_000, np.int64), None, "explore")
+    assert held_bytes({"a": np.zeros(10, np.uint8), "b": [np.zeros(5, np.int64)]}) >= 50
+
+
+def test_gradio_upload_folder_keeps_its_budget(tmp_path: Path) -> None:
+    """Before each upload the oldest of Gradio's cached files go until it fits; a too large one is refused."""
+    import asyncio
+
+    from app.hosting import UploadBudget, server_options
+    from app.scratch import Scratch
+
+    cache = tmp_path / "gradio"
+    for i in range(5):
+        folder = cache / f"upload{i}"
+        folder.mkdir(parents=True)
+        (folder / "photo.jpg").write_bytes(b"x" * 1000)
+        os.utime(folder, (time.time() - 100 + i, time.time() - 100 + i))
+    passed, answers = [], []
+
+    async def downstream(scope, receive, send):
+        passed.append(scope["path"])
+
+    async def send(message):
+        answers.append(message)
+
+    budget = UploadBudget(downstream, Scratch(cache, ttl_s=3600, max_bytes=4000, max_files=100))
+
+    def post(length: int) -> None:
+        scope = {"type": "http", "method": "POST", "path": "/gradio_api/upload",
+                 "headers": [(b"content-length", str(length).encode())]}
+        asyncio.run(budget(scope, None, send))
+
+    post(1500)  # 5000 + 1500 > 4000: the three oldest go
+    assert sorted(p.name for p in cache.iterdir() if p.is_dir()) == ["upload3", "upload4"]
+    assert passed == ["/gradio_api/upload"]
+    post(10_000)
+    assert answers[0]["status"] == 413 and passed == ["/gradio_api/upload"]  # refused, never reached Gradio
+    options = server_options(AppConfig(hosted=True))
+    assert options["max_file_size"] == "300mb" and options["app_kwargs"]["middleware"]
+    assert server_options(AppConfig()) == {"max_file_size": None}
+
+
+@pytest.mark.slow
+def test_a_model_file_that_vanishes_under_the_running_app_is_noticed(tmp_path: Path, monkeypatch) -> None:
+    """The cached default model's files disappear: requests keep working (the model in memory, else the bundled
+    one with a notice), and the file is fetched again in the background."""
+    import shutil
+
+    from huggingface_hub import constants as hf_constants
+    from test_app_defaults import fill_hf_cache
+
+    from app.downloads import DownloadManager
+    from app.explore_tab import ensure_model
+    from app.models import ModelCatalog
+
+    name = "cast_small_moco_in1k"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("CAST_EXPLORER_CACHE", str(tmp_path / "ours"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.delenv("CAST_DEFAULT_MODEL", raising=False)
+    fill_hf_cache(tmp_path / "hf", name)
+    fetched = []
+
+    def fetch(wanted, progress=None, should_stop=None):
+        fetched.append(wanted)
+        raise CastError(f"{wanted} cannot be fetched offline")
+
+    catalog = ModelCatalog(tmp_path / "checkpoints", cache_size=1, downloads=DownloadManager(fetch))
+    assert catalog.choose_default(background_download=False) == f"zoo:{name}"
+    from app.explore_tab import DEFAULT_KEY
+
+    assert name in ensure_model(catalog, DEFAULT_KEY).summary
+    shutil.rmtree(tmp_path / "hf")
+    shutil.rmtree(tmp_path / "ours")
+    time.sleep(5.5)  # the download manager's answer about local files is reused for 5 s
+    kept = ensure_model(catalog, DEFAULT_KEY)  # still in memory: served, and fetched again in the background
+    assert name in kept.summary and not kept.notice
+    catalog.load(catalog.bundled_key())  # the official model leaves the cache (size 1)
+    fallback = ensure_model(catalog, DEFAULT_KEY)
+    assert "bundled" in fallback.summary and "Showing the bundled model instead" in fallback.notice
+    assert ensure_model(catalog, DEFAULT_KEY).notice  # and again: no request fails for it
+    assert fetched and set(fetched) == {name}

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from cast.train.jobs import Job, JobQueue
+from app.jobs import Job, JobQueue
 
-pytestmark = [pytest.mark.slow, pytest.mark.training]
+
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,8 @@ def wait_for_steps(queue: JobQueue, job_id: str, steps: int, timeout: float = 24
         time.sleep(0.3)
 
 
+@pytest.mark.slow
+@pytest.mark.training
 def test_job_runs_to_a_checkpoint_that_joins_the_model_picker(photos: Path, tmp_path: Path) -> None:
     from app.models import ModelCatalog
 
@@ -52,6 +54,8 @@ def test_job_runs_to_a_checkpoint_that_joins_the_model_picker(photos: Path, tmp_
     assert JobQueue(tmp_path / "jobs").get(job.id).state == "done"
 
 
+@pytest.mark.slow
+@pytest.mark.training
 def test_cancel_then_resume_continues_from_the_saved_step(photos: Path, tmp_path: Path) -> None:
     queue = JobQueue(tmp_path / "jobs")
     job = queue.submit("moco", config(photos, tmp_path / "out.safetensors", steps=6))
@@ -68,6 +72,8 @@ def test_cancel_then_resume_continues_from_the_saved_step(photos: Path, tmp_path
     assert steps[-1] == 6
 
 
+@pytest.mark.slow
+@pytest.mark.training
 def test_crashed_jobs_are_reported_and_the_queue_goes_on(photos: Path, tmp_path: Path) -> None:
     queue = JobQueue(tmp_path / "jobs")
     empty = tmp_path / "no_images"
@@ -96,3 +102,15 @@ def test_interrupted_running_job_is_failed_after_a_restart(tmp_path: Path) -> No
     assert job.state == "failed" and "resume" in job.error
     with pytest.raises(ValueError, match="unknown job kind"):
         JobQueue(root).submit("gan", {})
+
+
+def test_the_training_package_knows_no_visitors() -> None:
+    """The job service (owners, caps, quotas) is the app's; cast.train only trains (issue 21)."""
+    import importlib.util
+
+    import cast.train
+
+    assert importlib.util.find_spec("cast.train.jobs") is None
+    for source in Path(cast.train.__file__).parent.glob("*.py"):
+        text = source.read_text()
+        assert "owner" not in text and "JobQueue" not in text and "from app" not in text, source.name

@@ -69,7 +69,9 @@ def collection_scores(collection, masks: Mapping[str, str | Path], *,
             continue
         hierarchy = collection.hierarchy(index)
         try:
-            gt = align_ground_truth(load_label_mask(path), hierarchy)
+            original = getattr(getattr(hierarchy.provenance, "input", None), "original_hw", None)  # header check
+            expected = None if original is None else (int(original[1]), int(original[0]))
+            gt = align_ground_truth(load_label_mask(path, expected_size=expected), hierarchy)
         except ValueError as err:
             raise CastError(f"{Path(path).name} does not fit {name}: {err}") from err
         per_image[name] = level_metrics(hierarchy, gt, ignore_index=ignore_index)

@@ -1,7 +1,9 @@
 """Folders of images for training and collections: a folder as is, or a ZIP extracted safely.
 
 - `prepare_data_root(path)`: a folder as is, or a ZIP extracted safely (no absolute or `..` members, no
-  links, capped uncompressed size and member count) into a cache folder.
+  links, capped uncompressed size and member count) into a cache folder. Only images are extracted: every
+  member is counted and sized from the archive's directory, and each image's header is read inside the
+  archive, before one byte is written (`inspect_zip`, with the `ZipLimits` a caller sets).
 - `scan_images` / `scan_class_folders`: usable files (PIL header check, >= 32 px), the rest listed with
   a reason in a `DatasetReport`; nothing is fatal but an empty result.
 """
@@ -20,7 +22,7 @@ from typing import Any
 from PIL import Image
 
 from ..errors import DatasetError
-from ..image import MIN_SIDE
+from ..image import MAX_PIXELS, MIN_SIDE
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 MAX_ZIP_MEMBERS = 200_000
@@ -65,8 +67,35 @@ def default_extract_dir() -> Path:
     return Path(os.environ.get("CAST_EXPLORER_CACHE", Path.home() / ".cache" / "cast_explorer")) / "datasets"
 
 
-def prepare_data_root(path: str | Path, *, extract_dir: str | Path | None = None, max_bytes: int = 8 * 1024**3) -> Path:
-    """A folder of images as is, or a ZIP extracted safely (once, keyed by its content) into `extract_dir`."""
+@dataclass(frozen=True)
+class ZipLimits:
+    """What an archive may hold, checked on its directory and its images' headers before anything is extracted.
+
+    Members that will not be used (not an image file type, an unreadable or too small or too large image)
+    are never extracted; `max_unused_files` / `max_unused_bytes` refuse archives that are mostly such padding."""
+
+    max_total_bytes: int = 8 * 1024**3  # what the extracted images may take together
+    max_members: int = MAX_ZIP_MEMBERS  # entries of any kind, folders included
+    max_images: int | None = None
+    max_image_bytes: int | None = None  # one image member, uncompressed
+    max_image_pixels: int = MAX_PIXELS  # one image, from its header
+    max_unused_files: int | None = None
+    max_unused_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class ZipContents:
+    """The members of an archive worth extracting, and the others with the reason each is left out."""
+
+    images: list[tuple[zipfile.ZipInfo, PurePosixPath]]
+    unused: list[tuple[str, str]]  # (member name, why it is not used)
+    image_bytes: int
+    unused_bytes: int
+
+
+def prepare_data_root(path: str | Path, *, extract_dir: str | Path | None = None, max_bytes: int = 8 * 1024**3,
+                      limits: ZipLimits | None = None) -> Path:
+    """A folder of images as is, or a ZIP's images extracted safely (once, keyed by its content) into `extract_dir`."""
     path = Path(path)
     if path.is_dir():
         return path
@@ -74,11 +103,103 @@ def prepare_data_root(path: str | Path, *, extract_dir: str | Path | None = None
         raise DatasetError(f"training data {path} does not exist")
     if not zipfile.is_zipfile(path):
         raise DatasetError(f"training data {path} is neither a folder nor a ZIP archive")
-    return extract_zip(path, Path(extract_dir) if extract_dir is not None else default_extract_dir(), max_bytes)
+    limits = limits or ZipLimits(max_total_bytes=max_bytes)
+    return extract_zip(path, Path(extract_dir) if extract_dir is not None else default_extract_dir(), limits)
 
 
-def extract_zip(archive: Path, extract_dir: Path, max_bytes: int) -> Path:
-    """Extract `archive` under `extract_dir/<sha256 prefix>`; refuse unsafe or oversized archives."""
+def inspect_zip(archive: str | Path, limits: ZipLimits | None = None, *, name: str | None = None) -> ZipContents:
+    """Count and size every member, read each image's header inside the archive; DatasetError naming the file
+    when the archive is unsafe or over a limit. Nothing is written."""
+    archive, limits = Path(archive), limits or ZipLimits()
+    shown = name or archive.name
+    try:
+        entries = _declared_entries(archive)  # before the directory is parsed: a million entries cost memory
+        if entries is not None and entries > limits.max_members:
+            raise DatasetError(f"{shown} has {entries:,} entries; at most {limits.max_members:,} are accepted")
+        with zipfile.ZipFile(archive) as zf:
+            return _inspect(zf, shown, limits)
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise DatasetError(f"{shown} is not a readable ZIP file ({err})") from err
+
+
+def _declared_entries(archive: Path) -> int | None:
+    """The entry count of the archive's end-of-directory record (None if it cannot be read that way)."""
+    end_record = getattr(zipfile, "_EndRecData", None)
+    if end_record is None:
+        return None
+    with archive.open("rb") as handle:
+        record = end_record(handle)
+    return None if not record else int(record[4])  # _ECD_ENTRIES_TOTAL
+
+
+def _inspect(zf: zipfile.ZipFile, shown: str, limits: ZipLimits) -> ZipContents:
+    infos = zf.infolist()
+    if len(infos) > limits.max_members:
+        raise DatasetError(f"{shown} has {len(infos):,} entries; at most {limits.max_members:,} are accepted")
+    files: list[tuple[zipfile.ZipInfo, PurePosixPath]] = []
+    for info in infos:
+        member = info.filename.replace("\\", "/")
+        rel = PurePosixPath(member)
+        if member.startswith("/") or (len(member) > 1 and member[1] == ":") or ".." in rel.parts:
+            raise DatasetError(f"{shown} contains the unsafe path {info.filename!r} (absolute or '..'); refusing it")
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise DatasetError(f"{shown} contains a symbolic link ({info.filename!r}); refusing it")
+        if not info.is_dir() and rel.parts:
+            files.append((info, rel))
+    candidates, unused, unused_bytes = [], [], 0
+    for info, rel in files:
+        if rel.suffix.lower() in IMAGE_SUFFIXES and not _is_hidden(Path(*rel.parts)):
+            candidates.append((info, rel))
+        else:
+            unused.append((info.filename, "not an image file type"))
+            unused_bytes += info.file_size
+    _check_unused(shown, limits, len(unused), unused_bytes)  # cheap: before any header is read
+    if limits.max_images is not None and len(candidates) > limits.max_images:
+        raise DatasetError(f"{shown} holds {len(candidates):,} images; this app accepts at most {limits.max_images:,} per ZIP")
+    declared = sum(i.file_size for i, _ in candidates)
+    if declared > limits.max_total_bytes:
+        raise DatasetError(f"{shown} expands to {declared:,} bytes, over the {limits.max_total_bytes:,}-byte limit")
+    images = []
+    for info, rel in candidates:
+        reason = _member_reason(zf, info, limits)
+        if reason is None:
+            images.append((info, rel))
+        else:
+            unused.append((info.filename, reason))
+            unused_bytes += info.file_size
+    _check_unused(shown, limits, len(unused), unused_bytes)
+    return ZipContents(images, unused, sum(i.file_size for i, _ in images), unused_bytes)
+
+
+def _check_unused(shown: str, limits: ZipLimits, count: int, size: int) -> None:
+    if limits.max_unused_files is not None and count > limits.max_unused_files:
+        raise DatasetError(f"{shown} holds {count:,} files that are not usable images; this app accepts at most "
+                           f"{limits.max_unused_files:,} (put only the images in the ZIP)")
+    if limits.max_unused_bytes is not None and size > limits.max_unused_bytes:
+        raise DatasetError(f"{shown} holds {size / 1e6:,.1f} MB that are not usable images; this app accepts at most "
+                           f"{limits.max_unused_bytes / 1e6:,.1f} MB (put only the images in the ZIP)")
+
+
+def _member_reason(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ZipLimits) -> str | None:
+    """None for an image member worth extracting (size, header, pixels), else why not (nothing is decoded)."""
+    if limits.max_image_bytes is not None and info.file_size > limits.max_image_bytes:
+        return f"{info.file_size / 1e6:,.1f} MB; at most {limits.max_image_bytes / 1e6:,.1f} MB per image"
+    try:
+        with zf.open(info) as stream, Image.open(stream) as img:
+            width, height = img.size
+    except Exception as err:  # Pillow raises many types on corrupt or hostile headers
+        return f"cannot be read as an image ({type(err).__name__})"
+    if min(width, height) < MIN_SIDE:
+        return f"{width}x{height} pixels; at least {MIN_SIDE}x{MIN_SIDE} needed"
+    if width * height > limits.max_image_pixels:
+        return f"{width}x{height} pixels; at most {limits.max_image_pixels / 1e6:,.0f} megapixels"
+    return None
+
+
+def extract_zip(archive: Path, extract_dir: Path, limits: ZipLimits | int) -> Path:
+    """Extract the usable images of `archive` under `extract_dir/<sha256 prefix>`; refuse unsafe or oversized
+    archives (see `inspect_zip`). Sizes are checked again while writing: a directory may lie."""
+    limits = ZipLimits(max_total_bytes=limits) if isinstance(limits, int) else limits
     digest = hashlib.sha256()
     with archive.open("rb") as handle:
         for chunk in iter(lambda: handle.read(_COPY_CHUNK), b""):
@@ -87,19 +208,20 @@ def extract_zip(archive: Path, extract_dir: Path, max_bytes: int) -> Path:
     if (target / ".complete").exists():
         return target
     with zipfile.ZipFile(archive) as zf:
-        members = _checked_members(zf, archive, max_bytes)
+        contents = _inspect(zf, archive.name, limits)
         extract_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=extract_dir))
         try:
             written = 0
-            for info, rel in members:
+            for info, rel in contents.images:
                 dest = staging.joinpath(*rel.parts)
                 dest.parent.mkdir(parents=True, exist_ok=True)
+                member = 0
                 with zf.open(info) as src, dest.open("wb") as out:
                     for chunk in iter(lambda: src.read(_COPY_CHUNK), b""):
-                        written += len(chunk)
-                        if written > max_bytes:  # the headers lied about the sizes
-                            raise DatasetError(f"{archive.name} expands to more than {max_bytes:,} bytes; refusing it")
+                        written, member = written + len(chunk), member + len(chunk)
+                        if written > limits.max_total_bytes or member > info.file_size:  # the directory lied
+                            raise DatasetError(f"{archive.name} expands to more than its directory says; refusing it")
                         out.write(chunk)
             (staging / ".complete").touch()
             if (target / ".complete").exists():  # another request extracted the same archive meanwhile
@@ -111,29 +233,6 @@ def extract_zip(archive: Path, extract_dir: Path, max_bytes: int) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
             raise
     return target
-
-
-def _checked_members(zf: zipfile.ZipFile, archive: Path, max_bytes: int) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
-    """The archive's files as safe relative paths; any unsafe member rejects the whole archive."""
-    infos = zf.infolist()
-    if len(infos) > MAX_ZIP_MEMBERS:
-        raise DatasetError(f"{archive.name} has {len(infos):,} entries; at most {MAX_ZIP_MEMBERS:,} are accepted")
-    total = sum(info.file_size for info in infos)
-    if total > max_bytes:
-        raise DatasetError(f"{archive.name} expands to {total:,} bytes, over the {max_bytes:,}-byte limit")
-    members = []
-    for info in infos:
-        name = info.filename.replace("\\", "/")
-        rel = PurePosixPath(name)
-        unsafe = name.startswith("/") or (len(name) > 1 and name[1] == ":") or ".." in rel.parts
-        if unsafe:
-            raise DatasetError(f"{archive.name} contains the unsafe path {info.filename!r} (absolute or '..'); refusing it")
-        if stat.S_ISLNK(info.external_attr >> 16):
-            raise DatasetError(f"{archive.name} contains a symbolic link ({info.filename!r}); refusing it")
-        if info.is_dir() or not rel.parts:
-            continue
-        members.append((info, rel))
-    return members
 
 
 # --------------------------------------------------------------------------------------- scans

@@ -1,4 +1,5 @@
-"""The process that runs one queued job: `python -m cast.train.job_worker JOB_DIR` (started by cast.train.jobs)."""
+"""The process that runs one queued job: `python -m cast.train.job_worker JOB_DIR` (started by the app's job queue,
+app/jobs/queue.py; it trains one job and knows nothing of who asked for it)."""
 from __future__ import annotations
 
 import json

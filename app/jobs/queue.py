@@ -1,4 +1,4 @@
-"""Fine-tuning jobs: a persistent on-disk queue, each job in its own process (issue: training jobs).
+"""The app's fine-tuning queue: persistent on disk, each job in its own `cast.train.job_worker` process.
 
 Layout, one folder per job under the jobs root:
     job.json        id, kind, config, state, times, error, output   (rewritten atomically)
@@ -9,9 +9,12 @@ States: queued -> running -> done | failed | cancelled. A job found "running" af
 process is gone is marked failed ("interrupted") and can be resumed from its last saved checkpoint.
 
 `JobLimits` makes the queue safe to share with strangers (a hosted app): every job has an owner and only
-that owner may see, cancel or resume it; jobs per owner and in total, steps, batch size and model size
-are capped; finished jobs' folders are removed when they expire or when the kept results exceed a disk
-budget, oldest first. Workers run at a lower CPU priority than the app (`nice`).
+that owner may see, cancel or resume it; jobs per owner, per network address, per address as a share of
+the waiting places and in total, steps, batch size and model size are capped. Finished jobs are kept until
+they expire, whatever others do: beyond its quota a visitor's (owner's or address's) own oldest results
+go, and when the results' disk budget is full new jobs are refused rather than others' models deleted. A
+job that succeeded keeps its model only (no resume state, no extracted data). Workers run at a lower CPU
+priority than the app (`nice`).
 """
 from __future__ import annotations
 
@@ -27,7 +30,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import cast
 from cast.errors import JobError
+from cast.train.common import run_files
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 KINDS = ("moco", "supervised", "probe")
@@ -41,11 +46,15 @@ class JobLimits:
     max_running: int = 1  # jobs training at the same time
     max_queued: int | None = None  # waiting jobs, all owners together
     max_active_per_owner: int | None = None  # queued + running jobs of one owner
+    max_active_per_address: int | None = None  # queued + running jobs of one network address (any owners)
+    max_queue_share: float | None = None  # of the waiting places (max_queued), what one address may hold
     max_steps: int | None = None
     max_batch_size: int | None = None
     max_model_params: int | None = None
     result_ttl_s: float | None = None  # finished jobs (and their models) are deleted after this long
-    max_results_bytes: int | None = None  # finished jobs' folders beyond this are deleted, oldest first
+    max_results_bytes: int | None = None  # all jobs' folders; when full, new jobs are refused (nothing is evicted)
+    max_results_per_owner: int | None = None  # finished jobs of one owner; beyond it, that owner's oldest go
+    max_results_per_address: int | None = None  # the same per network address
     nice: int = 10  # CPU priority of the workers (higher = lower priority), so the explorer stays responsive
 
 
@@ -65,6 +74,7 @@ class Job:
     output: str | None = None
     resumes: int = 0
     owner: str | None = None  # the session that started it (hosted apps show and change a job for its owner only)
+    address: str | None = None  # the network address it came from (caps and quotas per address)
 
     @property
     def active(self) -> bool:
@@ -72,7 +82,15 @@ class Job:
 
 
 def _folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+    """Bytes under a folder; files that vanish meanwhile (a worker extracting or renaming) count as nothing."""
+    total = 0
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(parent, name)).st_size
+            except OSError:
+                continue
+    return total
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -159,14 +177,14 @@ class JobQueue:
         """A fresh id (also the name of the job's folder)."""
         return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
-    def submit(self, kind: str, config: dict[str, Any], owner: str | None = None, *, job_id: str | None = None,
-               model_params: int | None = None) -> Job:
+    def submit(self, kind: str, config: dict[str, Any], owner: str | None = None, *, address: str | None = None,
+               job_id: str | None = None, model_params: int | None = None) -> Job:
         """Queue a job (it starts when a running slot is free); JobError when the limits refuse it."""
         if kind not in KINDS:
             raise JobError(f"unknown job kind {kind!r}; choose one of {', '.join(KINDS)}")
         with self._lock:  # the caps are checked and the job saved as one step
-            self.check_request(config, owner, model_params)
-            job = Job(id=job_id or self.new_job_id(), kind=kind, config=dict(config), owner=owner)
+            self.check_request(config, owner, model_params, address=address)
+            job = Job(id=job_id or self.new_job_id(), kind=kind, config=dict(config), owner=owner, address=address)
             self.job_dir(job.id).mkdir(parents=True, exist_ok=True)
             self._save(job)
         self.poll()
@@ -189,7 +207,9 @@ class JobQueue:
             job = self.get(job_id, owner)
             if job.active:
                 return job
-            self._check_active(owner)
+            if job.state == "done":
+                raise JobError(f"job {job_id} is done: there is nothing to resume")
+            self._check_active(owner, job.address)
             (self.job_dir(job_id) / "cancel").unlink(missing_ok=True)
             job = replace(job, state="queued", error=None, finished=None, pid=None, resumes=job.resumes + 1,
                           config={**job.config, "resume": True})
@@ -230,20 +250,38 @@ class JobQueue:
     def _all(self) -> list[Job]:
         return [self._read(p.name) for p in self.root.iterdir() if (p / "job.json").is_file()]
 
-    def _check_active(self, owner: str | None) -> None:
-        limits, jobs = self.limits, [j for j in self._all() if j.active]
+    def _check_active(self, owner: str | None, address: str | None = None) -> None:
+        limits, everything = self.limits, self._all()
+        jobs = [j for j in everything if j.active]
         mine = [j for j in jobs if j.owner == owner]
         if limits.max_active_per_owner is not None and len(mine) >= limits.max_active_per_owner:
             raise JobError(f"this session already has {len(mine)} job(s) queued or running (the limit is "
                            f"{limits.max_active_per_owner}): wait for one to finish, or cancel it")
+        from_address = [j for j in jobs if address is not None and j.address == address]
+        if limits.max_active_per_address is not None and len(from_address) >= limits.max_active_per_address:
+            raise JobError(f"your network address already has {len(from_address)} job(s) queued or running (the "
+                           f"limit is {limits.max_active_per_address}, whatever the session): wait for one to finish")
         queued = [j for j in jobs if j.state == "queued"]
         if limits.max_queued is not None and len(queued) >= limits.max_queued:
             raise JobError(f"the queue is full ({len(queued)} jobs waiting); try again later")
+        if limits.max_queue_share is not None and limits.max_queued is not None and address is not None:
+            share = max(1, int(limits.max_queue_share * limits.max_queued))
+            waiting = sum(j.address == address for j in queued)
+            if waiting >= share:
+                raise JobError(f"your network address already holds {waiting} of the {limits.max_queued} waiting "
+                               "places, its fair share: wait for one of its jobs to start")
+        if limits.max_results_bytes is not None:
+            used = sum(_folder_bytes(self.job_dir(j.id)) for j in everything)
+            if used >= limits.max_results_bytes:
+                raise JobError(f"this app's disk for fine-tuning is full ({used / 1e9:.2f} of "
+                               f"{limits.max_results_bytes / 1e9:.2f} GB): results expire after a while; try again later")
 
-    def check_request(self, config: dict[str, Any], owner: str | None, model_params: int | None = None) -> None:
-        """JobError if the limits refuse this request (steps, batch, model size, jobs per owner and queued)."""
+    def check_request(self, config: dict[str, Any], owner: str | None, model_params: int | None = None, *,
+                      address: str | None = None) -> None:
+        """JobError if the limits refuse this request (steps, batch, model size, jobs per owner, per address,
+        queued, the results' disk)."""
         limits = self.limits
-        self._check_active(owner)
+        self._check_active(owner, address)
         steps, batch = config.get("steps"), config.get("batch_size")
         if limits.max_steps is not None and (steps is None or int(steps) > limits.max_steps):
             raise JobError(f"{steps} steps asked; this app allows at most {limits.max_steps} steps per job")
@@ -254,27 +292,22 @@ class JobQueue:
                            f"{limits.max_model_params / 1e6:.0f} M")
 
     def _apply_retention(self, jobs: list[Job]) -> None:
-        """Delete finished jobs that expired, then the oldest beyond the disk budget (their models go too)."""
+        """Delete finished jobs that expired; beyond a visitor's quota, that visitor's own oldest (models too).
+        Nobody's results are deleted to make room for somebody else's."""
         limits = self.limits
-        if limits.result_ttl_s is None and limits.max_results_bytes is None:
-            return
-        finished = sorted((j for j in jobs if not j.active), key=lambda j: j.finished or j.created)
+        finished = sorted((j for j in jobs if not j.active), key=lambda j: j.finished or j.created, reverse=True)
         now = time.time()
-        keep = []
-        for job in finished:
-            if limits.result_ttl_s is not None and now - (job.finished or job.created) > limits.result_ttl_s:
+        per_owner: dict[str | None, int] = {}
+        per_address: dict[str | None, int] = {}
+        for job in finished:  # newest first: a visitor keeps its most recent results
+            expired = limits.result_ttl_s is not None and now - (job.finished or job.created) > limits.result_ttl_s
+            owner_n = per_owner[job.owner] = per_owner.get(job.owner, 0) + 1
+            address_n = per_address[job.address] = per_address.get(job.address, 0) + (job.address is not None)
+            over = ((limits.max_results_per_owner is not None and job.owner is not None
+                     and owner_n > limits.max_results_per_owner)
+                    or (limits.max_results_per_address is not None and address_n > limits.max_results_per_address))
+            if expired or over:
                 shutil.rmtree(self.job_dir(job.id), ignore_errors=True)
-            else:
-                keep.append(job)
-        if limits.max_results_bytes is None:
-            return
-        sizes = {j.id: _folder_bytes(self.job_dir(j.id)) for j in keep}
-        total = sum(sizes.values()) + sum(_folder_bytes(self.job_dir(j.id)) for j in jobs if j.active)
-        for job in keep:  # oldest first
-            if total <= limits.max_results_bytes:
-                break
-            shutil.rmtree(self.job_dir(job.id), ignore_errors=True)
-            total -= sizes[job.id]
 
     def _save(self, job: Job) -> None:
         _write_json(self.job_dir(job.id) / "job.json", asdict(job))
@@ -292,7 +325,7 @@ class JobQueue:
         folder = self.job_dir(job.id)
         (folder / "cancel").unlink(missing_ok=True)
         log = open(folder / "log.txt", "a")
-        package_parent = str(Path(__file__).resolve().parents[2])  # where `cast` is importable from
+        package_parent = str(Path(cast.__file__).resolve().parents[1])  # where `cast` is importable from
         path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH", "")) if p)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **self.worker_env()}
         proc = subprocess.Popen([self.python, "-m", "cast.train.job_worker", str(folder)], stdout=log,
@@ -316,6 +349,8 @@ class JobQueue:
             data = json.loads(result.read_text())
             state = "cancelled" if data.get("cancelled") else "done"
             job = replace(job, state=state, output=data.get("output"), error=None)
+            if state == "done":
+                self._drop_resume_files(job)
         elif error.is_file():
             job = replace(job, state="failed", error=json.loads(error.read_text()).get("error", "unknown error"))
         else:
@@ -325,6 +360,12 @@ class JobQueue:
         job = replace(job, finished=time.time(), pid=None)
         self._save(job)
         return job
+
+    def _drop_resume_files(self, job: Job) -> None:
+        """A job that succeeded cannot be resumed: its resume state and extracted data go (the model stays)."""
+        if job.output:
+            run_files(job.output)[0].unlink(missing_ok=True)
+        shutil.rmtree(self.job_dir(job.id) / "data", ignore_errors=True)
 
     def _death_notice(self, job: Job) -> str:
         """Why a worker left no result: killed by a signal (SIGKILL is what the out-of-memory killer sends)."""
