@@ -162,9 +162,9 @@ class Hierarchy:
     @cached_property
     def _superpixel_to_level(self) -> tuple[np.ndarray, ...]:
         """For each level, the segment of every superpixel id (composition by indexing, spec §4)."""
-        chain = [np.arange(self.sizes[0])]
+        chain = [np.arange(self.sizes[0], dtype=np.int32)]  # int32 label maps: half of int64 per session
         for parent in self.parents:
-            chain.append(parent[chain[-1]])
+            chain.append(parent[chain[-1]].astype(np.int32))
         return tuple(chain)
 
     def superpixel_segments(self, level: int) -> np.ndarray:
