@@ -22,7 +22,7 @@ from .clip import (
 from .features import FeatureCache, FramedImage, SegmentFeatures, encode_segments, frame_image, frame_labels
 from .namer import HierarchyNames, MapNames, SegmentNamer, default_levels
 from .names import SegmentName, VocabularyFeatures
-from .search import TextHit, TextSearchCache, TextSearchIndex
+from .search import TextSearchCache, TextSearchIndex
 from .vocabulary import (
     BACKGROUND,
     PRESETS,
@@ -39,7 +39,7 @@ from .vocabulary import (
 __all__ = [
     "BACKGROUND", "DEFAULT_CLIP_MODEL", "ENV_VAR", "PRESETS", "PROMPT", "ClipModel", "ClipModelCache",
     "ClipModelSpec", "FeatureCache", "FramedImage", "HierarchyNames", "MapNames", "SegmentFeatures",
-    "SegmentName", "SegmentNamer", "TextHit", "TextSearchCache", "TextSearchIndex", "Vocabulary", "VocabularyFeatures", "VocabularyLimits", "clip_spec", "coco",
+    "SegmentName", "SegmentNamer", "TextSearchCache", "TextSearchIndex", "Vocabulary", "VocabularyFeatures", "VocabularyLimits", "clip_spec", "coco",
     "default_levels", "encode_segments", "fetch_clip_weights", "frame_image",
     "frame_labels", "imagenet", "load_clip", "parse_vocabulary", "partimagenet", "resolve_vocabulary",
     "wrap_open_clip",

@@ -16,27 +16,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ..collection.search import SearchHit  # the same records as /search
 from ..errors import VocabularyError
 from ..hierarchy import Hierarchy
 from .features import frame_image, frame_labels
 from .namer import SegmentNamer
 
 MAX_QUERY_LENGTH = 200
-
-
-@dataclass(frozen=True)
-class TextHit:
-    """One ranked segment: which image (index and name), which segment of which level, how similar."""
-
-    image_index: int
-    image: str
-    segment: int
-    level: int
-    similarity: float
-
-    def to_dict(self) -> dict:
-        return {"image_index": self.image_index, "image": self.image, "segment": self.segment, "level": self.level,
-                "similarity": round(self.similarity, 6)}
 
 
 @dataclass(frozen=True)
@@ -74,7 +60,7 @@ class TextSearchIndex:
     def __len__(self) -> int:
         return len(self.segment)
 
-    def search(self, namer: SegmentNamer, text: str, top_k: int = 12) -> list[TextHit]:
+    def search(self, namer: SegmentNamer, text: str, top_k: int = 12) -> list[SearchHit]:
         """The `top_k` segments most similar to `text` (cosine similarity of CLIP features), best first."""
         text = " ".join(str(text or "").split())
         if not text:
@@ -87,7 +73,7 @@ class TextSearchIndex:
         similarity = self.vectors @ query
         k = max(0, min(int(top_k), len(similarity)))
         best = torch.topk(similarity, k).indices.tolist() if k else []
-        return [TextHit(int(self.image_index[i]), self.names[int(self.image_index[i])], int(self.segment[i]),
+        return [SearchHit(int(self.image_index[i]), self.names[int(self.image_index[i])], int(self.segment[i]),
                         self.level, float(similarity[i])) for i in best]  # fmt: skip
 
 
