@@ -50,6 +50,9 @@ class NamingService:
             if config.hosted else VocabularyLimits()
         self.max_segments = caps.max_named_segments if config.hosted else None
         self.max_text = caps.max_search_text_chars
+        # text search encodes every segment of one level once per collection: hosted, at most 32 per image
+        # (level 2 of CAST) over the largest collection a visitor may upload
+        self.max_search_segments = 32 * caps.max_collection_images if config.hosted else None
         self.max_image_mb = caps.max_image_mb if config.hosted else None
         self._spec_error: str | None = None
         try:
@@ -268,11 +271,36 @@ def rank_segments_by_text(service: NamingService, view: Any, text: str, level: A
     if len(text) > service.max_text:
         raise Notice(f"the search text has {len(text)} characters; at most {service.max_text} are allowed")
     images = collection_images(view)
+    num_levels = max((h.num_levels for _, h in images), default=0)
+    level, top_k = _whole_number(level, "level"), _whole_number(12 if top_k is None else top_k, "top_k")
+    if not 1 <= level < num_levels:
+        raise Notice(f"level must be a segment level, 1 to {num_levels - 1}, got {level}")
+    if not 1 <= top_k <= MAX_TEXT_HITS:
+        raise Notice(f"top_k must be 1 to {MAX_TEXT_HITS}, got {top_k}")
+    if service.max_search_segments is not None:
+        count = sum(len(h.segment_ids(level)) for _, h in images)
+        if count > service.max_search_segments:
+            raise Notice(f"level {level} has {count:,} segments in this collection; this app encodes at most "
+                         f"{service.max_search_segments:,} for a text search: choose a coarser level")
     namer = service.namer(progress)
     report = (lambda f, msg: progress(f, desc=msg)) if progress is not None else None
     collection = getattr(view, "collection", view)
-    index = service.searches.get(collection, int(level), namer, lambda: images, progress=report)
-    return index.search(namer, text, top_k=int(top_k or 12))
+    index = service.searches.get(collection, level, namer, lambda: images, progress=report)
+    return index.search(namer, text, top_k=top_k)
+
+
+MAX_TEXT_HITS = 100
+
+
+def _whole_number(value: Any, name: str) -> int:
+    """A request's number as an int, or a Notice (NaN, infinities, fractions and text are refused)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise Notice(f"{name} must be a whole number") from None
+    if not number.is_integer():
+        raise Notice(f"{name} must be a whole number")
+    return int(number)
 
 
 def hit_crops(view: Any, hits: list[Any]) -> list[tuple[np.ndarray, str]]:

@@ -76,6 +76,8 @@ def load_model(name_or_path: str | Path, *, architecture: str | None = None,
                device: str | torch.device | None = None) -> Model:
     """A model from a checkpoint file of any supported layout (CAST or ViT baseline, detected), in eval mode;
     a zoo name loads its published weights. `architecture` forces the variant a file is read as."""
+    if not isinstance(name_or_path, (str, Path)):
+        raise CheckpointError(f"load_model takes a file path or a model name, got {type(name_or_path).__name__}")
     key = str(name_or_path)
     if (key in ZOO or key == BUNDLED_MODEL) and architecture is None:
         return create_model(key, pretrained=True, device=device)

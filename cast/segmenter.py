@@ -57,10 +57,17 @@ class Segmenter:
                               f"got {type(model).__name__}")
         if isinstance(max_output_pixels, bool) or not isinstance(max_output_pixels, int) or max_output_pixels < 1:
             raise ConfigError(f"max_output_pixels must be a positive integer, got {max_output_pixels!r}")
+        if input_config is not None and not isinstance(input_config, InputConfig):
+            raise ConfigError(f"input_config must be a cast.InputConfig, got {type(input_config).__name__}")
+        if isinstance(kmeans_seed, bool) or not isinstance(kmeans_seed, int):
+            raise ConfigError(f"kmeans_seed must be an integer, got {kmeans_seed!r}")
         self.model = model.eval()
         self.pretrained_cfg = pretrained_cfg_of(model)
         self.input_config = input_config or InputConfig(size=model.config.img_size)
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        try:
+            self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        except (RuntimeError, TypeError) as err:
+            raise ConfigError(f"device {device!r} is not a torch device: {err}") from err
         self.max_output_pixels = max_output_pixels
         self.kmeans_seed = kmeans_seed
         if isinstance(model, VitBaseline):

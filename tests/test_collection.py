@@ -317,6 +317,9 @@ def test_foreign_and_damaged_folders_get_a_clear_message(model, photos, tmp_path
     with pytest.raises(CollectionError, match="damaged"):
         segment_collection(segmenter, photos[2:3], out, exports="compact")
     assert (out / "collection.json").read_text() == manifest[: len(manifest) // 2]  # left as it was
+    (out / "collection.json").write_text("[1, 2]")  # valid JSON, but not a manifest
+    with pytest.raises(CollectionError, match="damaged"):
+        open_collection(out)
 
 
 def test_one_writer_at_a_time_and_a_killed_runs_lock_is_taken_over(model, photos, tmp_path) -> None:

@@ -97,3 +97,13 @@ def test_library_errors_are_cast_errors(reference_hierarchy: cast.Hierarchy) -> 
         cast.create_model("cast_giant")
     with pytest.raises(cast.ConfigError):
         cast.InputConfig(mode="stretch")
+
+
+def test_bad_settings_are_config_errors(tiny_segmenter: cast.Segmenter) -> None:
+    model = tiny_segmenter.model
+    for bad in ({"device": "bogus"}, {"input_config": "x"}, {"kmeans_seed": "x"}):
+        with pytest.raises(cast.ConfigError):
+            cast.Segmenter(model, **bad)
+    for bad in (None, 123):
+        with pytest.raises(cast.CheckpointError, match="file path or a model name"):
+            cast.load_model(bad)

@@ -196,6 +196,8 @@ def read_manifest(folder: Path) -> Manifest:
                               "of `cast segment`")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise CollectionError(f"{path} is damaged: it holds JSON {type(data).__name__}, not a collection manifest")
         if data.get("format") != FORMAT:
             raise CollectionError(f"{path} has format {data.get('format')!r}; this CAST Explorer reads {FORMAT}")
         settings = CollectionSettings.from_dict(data["settings"])
