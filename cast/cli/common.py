@@ -95,6 +95,16 @@ def existing_path(text: str) -> Path:
     return path
 
 
+def output_file(text: str) -> Path:
+    """An argparse type: a file to write, in a folder that exists (checked before any work)."""
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name to write")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {text}: the folder {path.parent} does not exist")
+    return path
+
+
 def existing_file(text: str) -> Path:
     """An argparse type: a file that exists."""
     path = existing_path(text)

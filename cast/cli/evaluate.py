@@ -22,6 +22,7 @@ from .common import (
     add_model_options,
     existing_dir,
     existing_file,
+    output_file,
     non_negative_int,
     positive_int,
     segmenter_from_args,
@@ -178,7 +179,7 @@ def add_evaluate_command(subparsers: Any) -> None:
     add_model_options(common)
     common.add_argument("--tolerance", type=non_negative_int, default=2,
                         help="boundary match tolerance in pixels (default: 2)")
-    common.add_argument("--json", type=Path, default=None, help="also write the scores to this JSON file")
+    common.add_argument("--json", type=output_file, default=None, help="also write the scores to this JSON file")
     modes = INPUT_MODES
 
     parser = subparsers.add_parser(

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import INPUT_MODES, add_model_options, existing_file, segmenter_from_args
+from .common import INPUT_MODES, add_model_options, existing_file, output_file, segmenter_from_args
 
 
 def add_naming_options(parser: argparse.ArgumentParser, *, vocabulary_flag: str = "--vocabulary",
@@ -75,5 +75,5 @@ def add_name_command(subparsers: Any) -> None:
     add_model_options(parser)
     parser.add_argument("--mode", choices=INPUT_MODES, default="center_crop",
                         help="model input (default: center_crop, the official pipeline)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the names to this JSON file")
+    parser.add_argument("--json", type=output_file, default=None, help="also write the names to this JSON file")
     parser.set_defaults(func=_name_main)
