@@ -155,10 +155,10 @@ class Segmenter:
         """This segmenter's model on exactly the pixels (and, for CAST, the superpixels) of an earlier result."""
         before = previous.hierarchy
         prov = before.provenance
-        superpixels, count = (None, 0) if self.is_vit else (previous.superpixels, token_count(
-            previous.superpixels, self.input_config.size // self.model.config.patch_size))
-        if not self.is_vit and previous.superpixels.shape != (self.input_config.size,) * 2:
+        superpixels = None if self.is_vit else previous.superpixels
+        if superpixels is not None and superpixels.shape != (self.input_config.size,) * 2:
             raise ConfigError("the earlier result was made at another input size; run the image again instead")
+        count = self.kind.count_tokens(superpixels)
         prepared = PreparedImage(
             previous.model_input, before.image, before.shape, superpixels, count, {},
             source_name=prov.source_name if prov else None, source=prov.source if prov else None,
@@ -187,7 +187,7 @@ class Segmenter:
     def forward(self, pixels: np.ndarray, superpixels: np.ndarray | None = None) -> CastOutput | torch.Tensor:
         """One (size, size, 3) model input through the model, batch 1 as official inference (spec §2.4):
         CAST's CastOutput (superpixels required), or the ViT baseline's (1, N, C) patch features."""
-        count = 0 if superpixels is None else token_count(superpixels, self.input_config.size // self.model.config.patch_size)
+        count = 0 if superpixels is None else self.kind.count_tokens(superpixels)
         model_input = ModelInput(pixels, (0, 0, pixels.shape[1], pixels.shape[0]), pixels.shape[:2])
         prepared = PreparedImage(model_input, None, pixels.shape[:2], superpixels, count, {})
         return self.kind.forward([prepared])[0]

@@ -35,7 +35,11 @@ class CastKind:
         """Superpixels of the (size, size, 3) model input, checked for enough tokens, and their token count."""
         labels = compute_superpixels(pixels, self.superpixels)
         validate_for_model(labels, grid=self.grid, min_tokens=self.model.config.min_tokens, rgb=pixels)
-        return labels, token_count(labels, self.grid)
+        return labels, self.count_tokens(labels)
+
+    def count_tokens(self, labels: np.ndarray) -> int:
+        """The batching key of a superpixel map on this model's token grid."""
+        return token_count(labels, self.grid)
 
     @torch.inference_mode()
     def forward(self, batch: Sequence[PreparedImage]) -> list[CastOutput]:

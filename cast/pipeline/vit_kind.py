@@ -25,6 +25,9 @@ class VitKind:
     def group(self, pixels: np.ndarray) -> tuple[None, int]:
         return None, 0
 
+    def count_tokens(self, labels: np.ndarray | None) -> int:
+        return 0  # not batched by token count
+
     @torch.inference_mode()
     def forward(self, batch: Sequence[PreparedImage]) -> list[torch.Tensor]:
         """(1, 196, C) patch features of each image (spec §10.2)."""
